@@ -1,0 +1,43 @@
+"""One chat message in, one reply out: the whole of the chat server's per-message work.
+
+No I/O: the server's connection layer hands over the frame's text and sends back
+what this returns. Any text, any JSON value gets a success or an error reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from chatflow import wire
+from chatflow.message_validator import MessageValidator
+from chatflow.models import ChatResponse, ErrorResponse
+from chatflow.timestamps import now_ms
+
+Clock = Callable[[], int]
+
+_VALIDATOR = MessageValidator()
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
+def handle_text(text: str | bytes, clock: Clock = now_ms) -> bytes:
+    """The reply to one text frame, as the bytes of a JSON text frame."""
+    try:
+        fields = wire.decode(text)
+    except wire.DecodeError as exc:
+        return error_reply([f"Invalid message format: {exc}"], clock)
+    if not isinstance(fields, dict):
+        kind = "null" if fields is None else _JSON_KINDS[type(fields)]
+        return error_reply([f"Invalid message format: expected a JSON object, got {kind}"], clock)
+    result = _VALIDATOR.validate(fields)
+    if isinstance(result, list):
+        return error_reply(result, clock)
+    return wire.encode_chat_response(ChatResponse.for_message(result, clock()))
+
+
+def handle_binary(clock: Clock = now_ms) -> bytes:
+    """The reply to a binary frame: ChatFlow speaks JSON text only."""
+    return error_reply(["binary frames are not supported"], clock)
+
+
+def error_reply(errors: list[str], clock: Clock = now_ms) -> bytes:
+    return wire.encode_error_response(ErrorResponse(tuple(errors), clock()))

@@ -1,0 +1,60 @@
+"""The messages ChatFlow exchanges, as plain data.
+
+Instants are epoch milliseconds (see ``chatflow.timestamps``); how these objects look
+as JSON is the business of ``chatflow.wire`` alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class MessageType(str, Enum):
+    TEXT = "TEXT"
+    JOIN = "JOIN"
+    LEAVE = "LEAVE"
+
+
+@dataclass(slots=True)
+class ChatMessage:
+    """A validated chat message (client → server)."""
+
+    user_id: int
+    username: str
+    message: str
+    timestamp_ms: int
+    message_type: MessageType
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    """The success reply: the message echoed back with the server's time."""
+
+    user_id: int
+    username: str
+    message: str
+    client_timestamp_ms: int
+    server_timestamp_ms: int
+    message_type: MessageType
+    status: str = "success"
+
+    @classmethod
+    def for_message(cls, message: ChatMessage, server_timestamp_ms: int) -> ChatResponse:
+        return cls(
+            user_id=message.user_id,
+            username=message.username,
+            message=message.message,
+            client_timestamp_ms=message.timestamp_ms,
+            server_timestamp_ms=server_timestamp_ms,
+            message_type=message.message_type,
+        )
+
+
+@dataclass(slots=True)
+class ErrorResponse:
+    """The error reply: every problem found with one message."""
+
+    errors: tuple[str, ...]
+    timestamp_ms: int
+    status: str = "error"

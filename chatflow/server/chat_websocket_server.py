@@ -1,0 +1,66 @@
+"""The chat application: the Java ``ChatWebSocketServer``'s onOpen/onMessage/onClose.
+
+In Java the class extends Java-WebSocket's ``WebSocketServer``; here it is the handler
+that ``chatflow.server.websocket_server.WebSocketServer`` calls, so the same transport
+serves the echo endpoint too. Per-message work is ``chatflow.message_handler``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from websockets.frames import CloseCode
+
+from chatflow.config import DEFAULT_MAX_ROOMS
+from chatflow.message_handler import handle_binary, handle_text
+from chatflow.server.room_registry import RoomRegistry
+from chatflow.server.websocket_server import Connection
+
+log = logging.getLogger("chatflow.server.chat")
+
+_CHAT_PATH = re.compile(r"/chat/([0-9]+)")
+
+
+def room_of(path: str, max_rooms: int = DEFAULT_MAX_ROOMS) -> int | str:
+    """The room a request path names, or the close reason that refuses it (SPEC §1.2)."""
+    match = _CHAT_PATH.fullmatch(path)
+    if match is None:
+        return f"Invalid endpoint. Use /chat/{{roomId}} where roomId is 1-{max_rooms}"
+    room = int(match.group(1))
+    if not 1 <= room <= max_rooms:
+        return f"Invalid room number. Room must be between 1 and {max_rooms}"
+    return room
+
+
+class ChatWebSocketServer:
+    """Puts each connection in its room and answers each message with one reply."""
+
+    def __init__(self, max_rooms: int = DEFAULT_MAX_ROOMS, rooms: RoomRegistry | None = None) -> None:
+        self.max_rooms = max_rooms
+        self.rooms = rooms if rooms is not None else RoomRegistry()
+        self._debug = log.isEnabledFor(logging.DEBUG)
+
+    def on_open(self, conn: Connection) -> None:
+        room = room_of(conn.path, self.max_rooms)
+        if isinstance(room, str):
+            # As the Java original: accept the handshake, then close with 1003.
+            log.debug("refusing %s for path %r", conn.remote_address, conn.path)
+            conn.close(CloseCode.UNSUPPORTED_DATA, room)
+            return
+        conn.context = room
+        self.rooms.join(room, conn)
+        log.debug("%s joined room %d", conn.remote_address, room)
+
+    def on_text(self, conn: Connection, text: str) -> None:
+        reply = handle_text(text)
+        if self._debug:
+            log.debug("room %s: %s -> %s", conn.context, text, reply.decode())
+        conn.send_text(reply)
+
+    def on_binary(self, conn: Connection, data: bytes) -> None:
+        conn.send_text(handle_binary())
+
+    def on_close(self, conn: Connection) -> None:
+        if conn.context is not None:
+            self.rooms.leave(conn.context, conn)

@@ -1,0 +1,82 @@
+"""The HTTP health endpoint (SPEC §1.6), on the standard library's threading server."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+log = logging.getLogger("chatflow.server.health")
+
+HEALTH_PATH = "/health"
+HEALTHY_BODY = b'{"status":"healthy"}'
+
+
+class _HealthRequestHandler(BaseHTTPRequestHandler):
+    server_version = "ChatFlow"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._respond(send_body=True)
+
+    def do_HEAD(self) -> None:
+        self._respond(send_body=False)
+
+    def _respond(self, send_body: bool) -> None:
+        if urlsplit(self.path).path != HEALTH_PATH:
+            self._send(HTTPStatus.NOT_FOUND, b'{"status":"not found"}', send_body)
+            return
+        self._send(HTTPStatus.OK, HEALTHY_BODY, send_body)
+
+    def _not_allowed(self) -> None:
+        # The request body is never read, so the connection cannot be reused.
+        self.close_connection = True
+        if urlsplit(self.path).path != HEALTH_PATH:
+            self._send(HTTPStatus.NOT_FOUND, b'{"status":"not found"}', True)
+            return
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED, b'{"status":"method not allowed"}', True, allow="GET, HEAD")
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
+    def _send(self, status: HTTPStatus, body: bytes, send_body: bool, allow: str | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if allow:
+            self.send_header("Allow", allow)
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class HealthCheckServer:
+    """``GET /health`` → 200 ``{"status":"healthy"}``; binds in ``start()``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._httpd is not None, "start() first"
+        return self._httpd.server_address[:2]
+
+    def start(self) -> None:
+        self._httpd = ThreadingHTTPServer((self.host, self.port), _HealthRequestHandler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="HealthCheckServer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
