@@ -40,3 +40,19 @@ ECHO_LIMITS = ServerLimits(max_message_size=32 * MiB, send_buffer_high_water=32 
 
 #: How long shutdown waits for clients to complete the closing handshake.
 SHUTDOWN_GRACE = 2.0
+
+
+@dataclass(frozen=True)
+class ClientDefaults:
+    """The Java original's run: 32 × 1,000 warmup, then 64 threads for the rest of 500,000."""
+
+    messages: int = 500_000
+    warmup_threads: int = 32
+    warmup_messages: int = 1_000
+    threads: int = 64
+    timeout: float = 1.0
+    max_attempts: int = 5
+    backoff: float = 0.1
+    rooms: int = 20
+    probe_messages: int = 200
+    output_dir: str = "results"

@@ -1,0 +1,1 @@
+"""The ChatFlow load-testing client: generator, senders, phases, summary."""

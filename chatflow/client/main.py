@@ -1,0 +1,151 @@
+"""``run_client.py`` / ``chatflow-client``: the load test from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from chatflow.client.load_test import LoadTest, LoadTestConfig
+from chatflow.client.local_server import LocalServer, LocalServerError
+from chatflow.client.message_sender import RetryPolicy
+from chatflow.client.progress import ProgressDisplay
+from chatflow.client.summary import format_predictions, format_summary, verdict
+from chatflow.config import ClientDefaults
+
+PROG = "chatflow-client"
+DEFAULTS = ClientDefaults()
+
+_HOST_PORT = re.compile(r"(?:ws://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})/?")
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+def server_url(text: str) -> str:
+    """``HOST:PORT`` or ``ws://HOST:PORT`` → ``ws://HOST:PORT`` (the client adds /chat/N)."""
+    match = _HOST_PORT.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT or ws://HOST:PORT, got {text!r}")
+    host, port = match.group(1), int(match.group(2))
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {port}")
+    return f"ws://{host}:{port}"
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = DEFAULTS
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="ChatFlow load test: warmup and main phases of WebSocket chat messages, "
+                    "with retries, per-phase throughput and a Little's Law check.",
+    )
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--server", type=server_url, metavar="HOST:PORT",
+                        help="the chat server (HOST:PORT or ws://HOST:PORT)")
+    target.add_argument("--local", action="store_true",
+                        help="start a ChatFlow server on free ports in a separate process, run against it, stop it")
+    parser.add_argument("--messages", type=_count(1), default=d.messages, help="total messages (default %(default)s)")
+    parser.add_argument("--warmup-threads", type=_count(0), default=d.warmup_threads,
+                        help="warmup threads, 0 for no warmup (default %(default)s)")
+    parser.add_argument("--warmup-messages", type=_count(0), default=d.warmup_messages,
+                        help="messages per warmup thread (default %(default)s)")
+    parser.add_argument("--threads", type=_count(1), default=d.threads,
+                        help="main phase threads (default %(default)s)")
+    parser.add_argument("--timeout", type=_seconds, default=d.timeout,
+                        help="seconds to wait for each reply (default %(default)s)")
+    parser.add_argument("--max-attempts", type=_count(1), default=d.max_attempts,
+                        help="attempts per message before it counts failed (default %(default)s)")
+    parser.add_argument("--rooms", type=_count(1), default=d.rooms,
+                        help="each thread picks a room in 1..N (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=None, help="seed for a reproducible message mix and rooms")
+    parser.add_argument("--probe-messages", type=_count(1), default=d.probe_messages,
+                        help="round trips measured before the run for Little's Law (default %(default)s)")
+    parser.add_argument("--output-dir", type=Path, default=Path(d.output_dir),
+                        help="where results are written (default %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no live progress")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.warmup_threads == 0 or args.warmup_messages == 0:
+        args.warmup_threads, args.warmup_messages = 1, 0
+    try:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"{PROG}: error: cannot create output directory {args.output_dir}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.local:
+        try:
+            with LocalServer(args.output_dir / "server.log") as server:
+                print(f"Started a local ChatFlow server at {server.url} (pid {server.pid})", flush=True)
+                return run(args, server.url, server.pid)
+        except LocalServerError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+    return run(args, args.server, None)
+
+
+def run(args: argparse.Namespace, url: str, server_pid: int | None) -> int:
+    config = LoadTestConfig(
+        base_url=url, messages=args.messages, warmup_threads=args.warmup_threads,
+        warmup_messages=args.warmup_messages, threads=args.threads, timeout=args.timeout,
+        retry=RetryPolicy(args.max_attempts, DEFAULTS.backoff), rooms=args.rooms, seed=args.seed,
+        probe_messages=args.probe_messages,
+    )
+    test = LoadTest(config, server_pid=server_pid)
+    progress = ProgressDisplay(config.messages, test.progress)
+
+    def probed(round_trip_s, predictions) -> None:
+        print(format_predictions(round_trip_s, predictions), flush=True)
+        if not args.quiet:
+            progress.start()
+
+    def interrupt(*_) -> None:
+        if not test.stop.is_set():
+            print("\nInterrupted: stopping the senders…", file=sys.stderr, flush=True)
+        test.stop.set()
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    print(f"ChatFlow load test against {url}: {config.messages:,} messages", flush=True)
+    try:
+        result = test.run(on_probe=probed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        progress.stop()
+    print(format_summary(result))
+    print(verdict(result))
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

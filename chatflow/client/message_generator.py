@@ -1,0 +1,92 @@
+"""The producer: one thread that makes every message of a run and queues it.
+
+Messages are serialised here, off the senders' hot path, and the queue is bounded, so
+a 500,000-message run never holds more than ``QUEUE_SIZE`` of them.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+from dataclasses import dataclass
+
+from chatflow import wire
+from chatflow.models import ChatMessage, MessageType
+from chatflow.timestamps import now_ms
+
+QUEUE_SIZE = 10_000
+
+CHAT_LINES: tuple[str, ...] = (
+    "Hello everyone!", "How's it going?", "Good morning!", "Good night, all.",
+    "Anyone here?", "What are you working on?", "That sounds great!", "I agree.",
+    "Not sure about that.", "Can you explain?", "Thanks for sharing!", "Nice work!",
+    "Let's meet at noon.", "Running a bit late.", "On my way.", "Back in five minutes.",
+    "Did you see the news?", "Happy Friday!", "Coffee break?", "Lunch anyone?",
+    "The build is green.", "Tests are passing.", "Deploying now.", "Rolling back.",
+    "Who broke the build?", "Pushing a fix.", "Please review my PR.", "LGTM!",
+    "Ship it!", "Let's discuss tomorrow.", "Great question.", "I'll look into it.",
+    "Can someone help me?", "Found the bug.", "It works on my machine.", "Restarting the server.",
+    "Latency looks good.", "Throughput is up.", "Check the dashboard.", "Nice chart!",
+    "See you later.", "Welcome aboard!", "Congrats on the launch!", "Any updates?",
+    "Sounds like a plan.", "I'm stepping out.", "brb", "lol", "Totally.", "Goodbye!",
+)
+
+
+@dataclass(slots=True)
+class OutgoingMessage:
+    """What the queue carries: the wire bytes plus what the metrics need."""
+
+    payload: bytes
+    message_type: MessageType
+    room_id: int
+
+
+def random_message(rng: random.Random, rooms: int, clock=now_ms) -> tuple[ChatMessage, int]:
+    """One message of SPEC §2.1's mix and its room: types 90/5/5, user and room uniform."""
+    user_id = rng.randint(1, 100_000)
+    username = f"user{user_id}"
+    draw = rng.random()
+    if draw < 0.90:
+        message_type, text = MessageType.TEXT, rng.choice(CHAT_LINES)
+    elif draw < 0.95:
+        message_type, text = MessageType.JOIN, f"{username} joined the chat"
+    else:
+        message_type, text = MessageType.LEAVE, f"{username} left the chat"
+    room = rng.randint(1, rooms)
+    return ChatMessage(user_id, username, text, clock(), message_type), room
+
+
+class MessageGenerator(threading.Thread):
+    """Produces ``total`` messages into ``queue``; stops early when ``stop`` is set."""
+
+    def __init__(
+        self,
+        total: int,
+        out: queue.Queue[OutgoingMessage],
+        stop: threading.Event,
+        rooms: int = 20,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(name="MessageGenerator", daemon=True)
+        self.total = total
+        self.out = out
+        self.stop = stop
+        self.rooms = rooms
+        self.rng = random.Random(seed)
+        #: Messages made and queued so far; only this thread writes it.
+        self.generated = 0
+
+    def run(self) -> None:
+        rng, rooms, out, stop = self.rng, self.rooms, self.out, self.stop
+        for _ in range(self.total):
+            message, room = random_message(rng, rooms)
+            item = OutgoingMessage(wire.encode_chat_message(message), message.message_type, room)
+            while True:
+                try:
+                    out.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    if stop.is_set():
+                        return
+            self.generated += 1
