@@ -8,7 +8,9 @@ drop the connection (``close``) and open a new one, never reuse it.
 
 from __future__ import annotations
 
+import os
 import socket
+import struct
 
 import websocket
 from websocket import ABNF
@@ -32,6 +34,73 @@ class ReplyTimeout(Exception):
     """No reply within the timeout; the connection can no longer be trusted."""
 
 
+READ_SIZE = 64 * 1024
+MASK_POOL = 4096
+
+
+class BufferedSocket:
+    """The connection's socket, read in large chunks, with the timeout in the kernel.
+
+    websocket-client reads a frame in three small ``recv`` calls (header, length,
+    payload), and Python precedes each call on a socket with a timeout by a ``poll``:
+    six system calls, each releasing and retaking the GIL that 64 sender threads share.
+    Here one ``recv`` fills a buffer the library's calls are served from, and the reply
+    timeout is the socket's SO_RCVTIMEO, so no ``poll`` is needed. Everything else is
+    the socket's own.
+    """
+
+    __slots__ = ("_sock", "_buffer", "_timeout")
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        self._sock = sock
+        self._buffer = b""
+        self._timeout = timeout
+        sock.settimeout(None)
+        self.settimeout(timeout)
+
+    def recv(self, size: int) -> bytes:
+        buffer = self._buffer
+        if not buffer:
+            try:
+                buffer = self._sock.recv(READ_SIZE)
+            except BlockingIOError:  # SO_RCVTIMEO ran out
+                raise TimeoutError("timed out") from None
+            if len(buffer) <= size:
+                return buffer
+        self._buffer = buffer[size:]
+        return buffer[:size]
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._timeout = timeout
+        seconds = timeout or 0.0
+        timeval = struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
+class MaskKeys:
+    """Masking keys from the OS's entropy source, drawn 1,024 keys per system call."""
+
+    __slots__ = ("_pool", "_offset")
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._offset = MASK_POOL
+
+    def __call__(self, length: int) -> bytes:
+        if self._offset + length > len(self._pool):
+            self._pool, self._offset = os.urandom(MASK_POOL), 0
+        start = self._offset
+        self._offset = start + length
+        return self._pool[start:start + length]
+
+
 def open_websocket(url: str, timeout: float) -> websocket.WebSocket:
     """A connected websocket-client socket with ChatFlow's settings.
 
@@ -40,6 +109,7 @@ def open_websocket(url: str, timeout: float) -> websocket.WebSocket:
       per-send lock is pure cost.
     - ``skip_utf8_validation=True``: the library's check is slow and misses a text that
       ends inside a character; ``receive`` decodes strictly instead (close 1007).
+    - a ``BufferedSocket`` under the library, and masking keys from a ``MaskKeys`` pool.
     """
     ws = websocket.WebSocket(
         enable_multithread=False,
@@ -51,6 +121,8 @@ def open_websocket(url: str, timeout: float) -> websocket.WebSocket:
     except (OSError, websocket.WebSocketException) as exc:
         ws.shutdown()
         raise ConnectFailed(describe_error(exc)) from exc
+    ws.sock = BufferedSocket(ws.sock, timeout)
+    ws.set_mask_key(MaskKeys())
     return ws
 
 
