@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import signal
 import sys
 import threading
@@ -130,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             server.start()
         except OSError as exc:
-            print(f"{PROG}: error: cannot listen for {name} on {args.host}:{port}: {os.strerror(exc.errno) if exc.errno else exc}",
+            # strerror, not os.strerror(errno): a name lookup failure (gaierror) has
+            # a negative errno that os.strerror calls "Unknown error".
+            print(f"{PROG}: error: cannot listen for {name} on {args.host}:{port}: {exc.strerror or exc}",
                   file=sys.stderr)
             websocket.stop()
             return 1

@@ -68,7 +68,7 @@ class Connection:
         "server", "sock", "fd", "remote_address", "protocol", "path", "context",
         "opened", "accepted_at", "last_received", "ping_sent_at", "closing_since",
         "_out", "_out_size", "_last_write", "_eof_pending", "_eof_sent",
-        "_fragments", "_decoder", "_reading", "_interest", "released",
+        "_fragments", "_decoder", "_interest", "released",
     )
 
     def __init__(self, server: WebSocketServer, sock: socket.socket, address: tuple) -> None:
@@ -93,7 +93,6 @@ class Connection:
         self._eof_sent = False
         self._fragments: list = []
         self._decoder: codecs.IncrementalDecoder | None = None
-        self._reading = True
         self._interest = selectors.EVENT_READ
         self.released = False
 

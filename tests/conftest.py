@@ -1,0 +1,307 @@
+"""Shared helpers for the whole suite: servers on real sockets, clients, and deadlines.
+
+Everything listens and connects on 127.0.0.1 only, on ports the kernel picks, so test
+files can run in parallel. Nothing here sleeps and hopes: waits are on
+conditions, each with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import websocket
+
+from chatflow.config import ServerLimits
+from chatflow.server.chat_websocket_server import ChatWebSocketServer
+from chatflow.server.websocket_server import Handler, WebSocketServer
+
+LOCALHOST = "127.0.0.1"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RUN_SERVER = REPO_ROOT / "run_server.py"
+
+#: Long enough for a loaded 2-core machine, short enough that a hang fails fast.
+DEFAULT_TIMEOUT = 5.0
+#: How long a server process may take to import and bind before a test gives up.
+STARTUP_TIMEOUT = 15.0
+
+SUCCESS_KEYS = ["userId", "username", "message", "clientTimestamp", "serverTimestamp", "messageType", "status"]
+ERROR_KEYS = ["status", "timestamp", "errors"]
+#: The wire form of every instant the server writes (SPEC §1.4).
+WIRE_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+
+T = TypeVar("T")
+
+
+# -- deadlines and ports --------------------------------------------------------------
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = DEFAULT_TIMEOUT, interval: float = 0.01,
+               message: str = "", describe: Callable[[], object] | None = None) -> T:
+    """Poll ``predicate`` until it returns something truthy; return that.
+
+    Raises AssertionError at the deadline, so a condition that never comes fails the
+    test instead of hanging it. ``message`` names the condition; ``describe`` is asked
+    for the state at the deadline, when it is worth seeing.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            state = f"; state: {describe()}" if describe else ""
+            raise AssertionError(f"not true within {timeout:g} s: {message or predicate.__qualname__}{state}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (for tests that need a number before binding)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOCALHOST, 0))
+        return sock.getsockname()[1]
+
+
+# -- chat messages --------------------------------------------------------------------
+
+
+def chat_message_fields(omit: tuple[str, ...] = (), **overrides: Any) -> dict[str, Any]:
+    """A valid chat message (SPEC §1.3) as a dict; keyword arguments replace fields."""
+    fields: dict[str, Any] = {
+        "userId": 12345,
+        "username": "user12345",
+        "message": "Hello everyone!",
+        "timestamp": "2026-02-13T10:30:00.000Z",
+        "messageType": "TEXT",
+    }
+    fields.update(overrides)
+    for key in omit:
+        del fields[key]
+    return fields
+
+
+def chat_message_json(omit: tuple[str, ...] = (), **overrides: Any) -> str:
+    """A valid chat message as compact JSON text, as the Java client writes it."""
+    return json.dumps(chat_message_fields(omit, **overrides), separators=(",", ":"), ensure_ascii=False)
+
+
+# -- in-process WebSocket servers -----------------------------------------------------
+
+
+@dataclass
+class RunningServer:
+    """A WebSocketServer serving on 127.0.0.1, with what tests inspect of it."""
+
+    server: WebSocketServer
+    handler: Handler
+    url: str
+
+    @property
+    def port(self) -> int:
+        return self.server.address[1]
+
+
+@contextmanager
+def serving(handler: Handler, limits: ServerLimits = ServerLimits()) -> Iterator[RunningServer]:
+    """Run ``handler`` behind a WebSocketServer on a free port for the ``with`` body."""
+    server = WebSocketServer(handler, LOCALHOST, 0, limits)
+    server.start()
+    try:
+        yield RunningServer(server, handler, f"ws://{LOCALHOST}:{server.address[1]}")
+    finally:
+        server.stop(grace=1.0)
+
+
+@pytest.fixture
+def chat_server() -> Iterator[RunningServer]:
+    """The chat application with default limits, in this process."""
+    with serving(ChatWebSocketServer()) as running:
+        yield running
+
+
+@pytest.fixture
+def chat_url(chat_server: RunningServer) -> str:
+    """The ws:// base URL of ``chat_server`` (append ``/chat/{roomId}``)."""
+    return chat_server.url
+
+
+# -- clients --------------------------------------------------------------------------
+
+
+def connect(url: str, timeout: float = DEFAULT_TIMEOUT) -> websocket.WebSocket:
+    """A websocket-client connection whose every receive fails after ``timeout``."""
+    return websocket.create_connection(url, timeout=timeout)
+
+
+@contextmanager
+def connected(url: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[websocket.WebSocket]:
+    """``connect`` for a ``with`` block; closes on the way out, whatever state it is in."""
+    ws = connect(url, timeout)
+    try:
+        yield ws
+    finally:
+        close(ws)
+
+
+def close(ws: websocket.WebSocket) -> None:
+    """Closing handshake if still open, then the socket in any case.
+
+    websocket-client's ``close()`` does nothing once it has answered the server's close
+    frame, which leaves the socket open and the server waiting for the client's EOF.
+    """
+    ws.close(timeout=1)
+    ws.shutdown()
+
+
+def round_trip(ws: websocket.WebSocket, text: str) -> dict[str, Any]:
+    """Send one text message and return its reply, parsed."""
+    ws.send(text)
+    return json.loads(ws.recv())
+
+
+def receive_close(ws: websocket.WebSocket, max_frames: int = 100) -> tuple[int, str]:
+    """Read up to the server's close frame; return its code and reason.
+
+    websocket-client answers the close frame itself; data frames before it are skipped.
+    """
+    for _ in range(max_frames):
+        opcode, payload = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return int.from_bytes(payload[:2], "big"), payload[2:].decode()
+    raise AssertionError(f"no close frame among {max_frames} frames")
+
+
+def raw_handshake(port: int, path: str = "/chat/1", timeout: float = DEFAULT_TIMEOUT) -> socket.socket:
+    """A plain TCP socket that has completed the WebSocket opening handshake.
+
+    For clients that misbehave below what a WebSocket library allows: half frames,
+    resets, never answering a ping. Frames to send: ``websocket.ABNF.create_frame(...).format()``.
+    """
+    sock = socket.create_connection((LOCALHOST, port), timeout=timeout)
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: {LOCALHOST}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        f"Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    response = bytearray()
+    # Byte by byte, so that nothing after the headers is consumed here.
+    while not response.endswith(b"\r\n\r\n"):
+        byte = sock.recv(1)
+        if not byte or len(response) > 8192:
+            sock.close()
+            raise AssertionError(f"handshake did not complete: {bytes(response)!r}")
+        response += byte
+    if not response.startswith(b"HTTP/1.1 101 "):
+        sock.close()
+        raise AssertionError(f"handshake refused: {bytes(response)!r}")
+    return sock
+
+
+# -- run_server.py as a process -------------------------------------------------------
+
+_CHAT_LISTENING = re.compile(r"listening on ws://.*:(\d+)$")
+_HEALTH_LISTENING = re.compile(r"listening on http://.*:(\d+)/health$")
+
+
+@dataclass
+class StderrLines:
+    """Collects a process's stderr line by line from a thread, so the pipe never fills."""
+
+    lines: list[str] = field(default_factory=list)
+    ended: bool = False
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def follow(self, stream) -> None:
+        for line in stream:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self.ended = True
+            self._changed.notify_all()
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
+        """The first line matching ``pattern``; AssertionError at the deadline or at EOF."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines:
+                    match = pattern.search(line)
+                    if match:
+                        return match
+                remaining = deadline - time.monotonic()
+                if self.ended or remaining <= 0:
+                    raise AssertionError(f"no line matching {pattern.pattern!r} in stderr:\n{self.text}")
+                self._changed.wait(remaining)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@dataclass
+class ServerProcess:
+    """``run_server.py`` running as its own process, with the ports it bound."""
+
+    process: subprocess.Popen
+    stderr: StderrLines
+    chat_port: int
+    health_port: int
+
+    @property
+    def url(self) -> str:
+        return f"ws://{LOCALHOST}:{self.chat_port}"
+
+    def wait(self, timeout: float = DEFAULT_TIMEOUT) -> int:
+        """The exit code; fails the test if the process outlives ``timeout``."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"server still running after {timeout:g} s; stderr:\n{self.stderr.text}") from None
+
+
+def server_command(*args: str) -> list[str]:
+    return [sys.executable, str(RUN_SERVER), *args]
+
+
+@contextmanager
+def server_process(*args: str, timeout: float = STARTUP_TIMEOUT) -> Iterator[ServerProcess]:
+    """Start ``run_server.py`` on 127.0.0.1, free ports, plus ``args``; wait until it listens.
+
+    ``args`` come last, so ``--port N`` there overrides the free port. The process is
+    killed on the way out if the test left it running.
+    """
+    process = subprocess.Popen(
+        server_command("--host", LOCALHOST, "--port", "0", "--health-port", "0", *args),
+        cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    stderr = StderrLines()
+    reader = threading.Thread(target=stderr.follow, args=(process.stderr,), name="server-stderr", daemon=True)
+    reader.start()
+    try:
+        chat_port = int(stderr.wait_for(_CHAT_LISTENING, timeout).group(1))
+        health_port = int(stderr.wait_for(_HEALTH_LISTENING, timeout).group(1))
+        yield ServerProcess(process, stderr, chat_port, health_port)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(DEFAULT_TIMEOUT)
+        reader.join(DEFAULT_TIMEOUT)
+        process.stderr.close()
+
+
+def run_server_to_exit(*args: str, timeout: float = STARTUP_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """Run ``run_server.py args`` for a command that must end by itself (errors, --help)."""
+    return subprocess.run(server_command(*args), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
