@@ -80,6 +80,10 @@ class MessageGenerator(threading.Thread):
     def run(self) -> None:
         rng, rooms, out, stop = self.rng, self.rooms, self.out, self.stop
         for _ in range(self.total):
+            # Checked every time, not only when the queue is full: senders that fail
+            # fast keep making room, and a stopped run must stop producing.
+            if stop.is_set():
+                return
             message, room = random_message(rng, rooms)
             item = OutgoingMessage(wire.encode_chat_message(message), message.message_type, room)
             while True:

@@ -122,6 +122,9 @@ class MessageSender:
         return self.stats
 
     def _take(self) -> OutgoingMessage | None:
+        """The next message; None once the run is stopped, even with messages queued."""
+        if self.stop.is_set():
+            return None
         try:
             return self.messages.get_nowait()
         except queue.Empty:

@@ -1,0 +1,210 @@
+"""A whole client run against the real chat server, and the arithmetic around it (SPEC §2.2–2.4)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from collections import Counter
+
+import pytest
+
+from chatflow.client.littles_law import predict, with_result
+from chatflow.client.load_test import LoadTest, LoadTestConfig, PhasePlan, RunResult, plan_phases, split
+from chatflow.client.message_sender import SUCCESS
+from chatflow.client.summary import format_summary, verdict
+from chatflow.config import ClientDefaults
+from conftest import serving, wait_until
+from misbehaving_servers import RecordingChatHandler
+
+WIRE_KEYS = ["userId", "username", "message", "timestamp", "messageType"]
+WIRE_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+ROOM_PATH = re.compile(r"/chat/([0-9]+)")
+PROBE_MESSAGES = 20
+#: The probe sends this many before it starts measuring.
+PROBE_WARMING = 10
+
+
+# -- a scaled run end to end ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def recorded_run() -> tuple[RunResult, RecordingChatHandler, list[tuple]]:
+    """5,000 messages: 4 warmup threads × 250, then 8 main threads, against the chat server."""
+    records: list[tuple] = []
+    handler = RecordingChatHandler()
+    with serving(handler) as running:
+        config = LoadTestConfig(
+            running.url, messages=5_000, warmup_threads=4, warmup_messages=250, threads=8,
+            seed=11, probe_messages=PROBE_MESSAGES,
+        )
+        result = LoadTest(config, recorder=lambda *record: records.append(record)).run()
+    return result, handler, records
+
+
+def test_every_message_succeeds_and_is_counted_once(recorded_run) -> None:
+    result, _, records = recorded_run
+    totals = result.totals
+    assert result.unreachable is None and not result.interrupted
+    assert result.generated == 5_000
+    assert (totals.success, totals.failure) == (5_000, 0)
+    assert totals.success + totals.failure == result.generated
+    assert result.unsent == 0 and totals.retries == 0 and totals.failures_by_status == {}
+    assert result.ok
+    assert verdict(result) == "OK: all 5,000 messages succeeded"
+    # One recorder call per attempt; here one final success per message.
+    assert len(records) == 5_000
+    assert {(status, final) for _, _, _, status, _, final in records} == {(SUCCESS, True)}
+
+
+def test_phases_are_accounted_separately(recorded_run) -> None:
+    result, _, _ = recorded_run
+    assert [(p.name, p.threads, p.planned, p.stats.success, p.stats.failure) for p in result.phases] \
+        == [("warmup", 4, 1_000, 1_000, 0), ("main", 8, 4_000, 4_000, 0)]
+    for phase in result.phases:
+        assert phase.duration_s > 0
+        assert phase.throughput == pytest.approx(phase.stats.success / phase.duration_s)
+        assert phase.mean_latency_s is not None and phase.mean_latency_s > 0
+    assert result.phases_s == pytest.approx(sum(p.duration_s for p in result.phases))
+    assert result.throughput == pytest.approx(5_000 / result.phases_s)
+    assert result.wall_s >= result.phases_s
+
+
+def test_one_connection_per_thread_and_no_reconnection(recorded_run) -> None:
+    result, handler, _ = recorded_run
+    assert (result.totals.connections, result.totals.reconnections) == (12, 0)
+    # The server saw the probe's connection and one per sender, each to a room in 1..20.
+    assert len(handler.paths) == 1 + 12
+    rooms = [int(ROOM_PATH.fullmatch(path)[1]) for path in handler.paths]
+    assert all(1 <= room <= 20 for room in rooms)
+
+
+def test_little_law_predictions_use_the_probe_and_the_phases(recorded_run) -> None:
+    result, _, _ = recorded_run
+    w = result.round_trip_s
+    assert w is not None and w > 0
+    assert [(p.phase, p.threads) for p in result.predictions] == [("warmup", 4), ("main", 8)]
+    for prediction, phase in zip(result.predictions, result.phases):
+        assert prediction.predicted == pytest.approx(phase.threads / w)
+        assert prediction.actual == pytest.approx(phase.throughput)
+        assert prediction.concurrency == pytest.approx(phase.throughput * phase.mean_latency_s)
+    summary = format_summary(result)
+    for label in ("Successful", "Failed", "Warmup phase", "Main phase", "Overall throughput",
+                  "Connections opened", "Reconnections", "Little's Law"):
+        assert label in summary
+
+
+def test_what_the_client_sends_is_the_java_wire_format(recorded_run) -> None:
+    _, handler, _ = recorded_run
+    texts = handler.texts
+    assert len(texts) == 5_000 + PROBE_MESSAGES + PROBE_WARMING
+    for text in texts:
+        fields = json.loads(text)
+        assert isinstance(fields, dict)
+        assert list(fields) == WIRE_KEYS, text
+        assert text == json.dumps(fields, separators=(",", ":"), ensure_ascii=False), text
+        assert WIRE_TIMESTAMP.match(fields["timestamp"]), text
+        assert type(fields["userId"]) is int and fields["username"] == f"user{fields['userId']}"
+    # The run's messages are the generator's mix, not one message repeated.
+    types = Counter(json.loads(text)["messageType"] for text in texts)
+    assert set(types) == {"TEXT", "JOIN", "LEAVE"} and types["TEXT"] > types["JOIN"] + types["LEAVE"]
+
+
+# -- phase planning -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("total", "parts", "shares"),
+    [(10, 3, [4, 3, 3]), (12, 4, [3, 3, 3, 3]), (2, 4, [1, 1, 0, 0]), (0, 2, [0, 0]), (7, 1, [7])],
+)
+def test_split_shares_differ_by_at_most_one(total: int, parts: int, shares: list[int]) -> None:
+    assert split(total, parts) == shares
+
+
+def plans(**options) -> list[tuple[str, list[int]]]:
+    return [(plan.name, plan.quotas) for plan in plan_phases(LoadTestConfig("ws://127.0.0.1:1", **options))]
+
+
+def test_plan_of_the_scaled_run() -> None:
+    assert plans(messages=5_000, warmup_threads=4, warmup_messages=250, threads=8) \
+        == [("warmup", [250] * 4), ("main", [500] * 8)]
+
+
+def test_plan_of_the_default_run_is_the_java_originals() -> None:
+    (warmup, warmup_quotas), (main, main_quotas) = plans()
+    defaults = ClientDefaults()
+    assert (warmup, warmup_quotas) == ("warmup", [1_000] * 32)
+    assert main == "main" and len(main_quotas) == 64 and sum(main_quotas) == 468_000
+    assert set(main_quotas) == {7_312, 7_313}
+    assert sum(warmup_quotas) + sum(main_quotas) == defaults.messages
+
+
+def test_plan_when_the_warmup_would_take_everything() -> None:
+    assert plans(messages=500, warmup_threads=4, warmup_messages=250, threads=8) == [("warmup", [125] * 4)]
+
+
+def test_plan_without_warmup() -> None:
+    assert plans(messages=100, warmup_threads=0, warmup_messages=0, threads=3) == [("main", [34, 33, 33])]
+    assert plans(messages=100, warmup_threads=5, warmup_messages=0, threads=2) == [("main", [50, 50])]
+
+
+def test_phase_plan_counts() -> None:
+    plan = PhasePlan("main", [3, 2, 2])
+    assert (plan.threads, plan.messages) == (3, 7)
+
+
+# -- Little's Law ---------------------------------------------------------------------
+
+
+def test_little_law_predicts_threads_over_round_trip() -> None:
+    prediction = predict("main", 8, 0.002)
+    assert prediction.predicted == pytest.approx(4_000)
+    assert prediction.ratio is None and prediction.concurrency is None
+
+
+def test_little_law_ratio_and_concurrency_after_the_phase() -> None:
+    measured = with_result(predict("main", 8, 0.002), actual=3_000, mean_latency_s=0.0025)
+    assert (measured.phase, measured.threads, measured.round_trip_s) == ("main", 8, 0.002)
+    assert measured.ratio == pytest.approx(0.75)
+    assert measured.concurrency == pytest.approx(7.5)  # L = λ·W
+
+
+def test_little_law_degenerate_cases() -> None:
+    assert math.isinf(predict("warmup", 4, 0.0).predicted)
+    assert with_result(predict("main", 8, 0.002), actual=0.0, mean_latency_s=None).concurrency is None
+    assert with_result(predict("main", 8, 0.002), actual=0.0, mean_latency_s=None).ratio == 0.0
+
+
+# -- stopping a run (Ctrl-C) ----------------------------------------------------------
+
+
+def test_stop_ends_the_run_at_once_and_every_generated_message_is_counted() -> None:
+    threads = 4
+    handler = RecordingChatHandler()
+    with serving(handler) as running:
+        config = LoadTestConfig(running.url, messages=1_000_000, warmup_threads=0, warmup_messages=0,
+                                threads=threads, seed=13, probe_messages=1)
+        test = LoadTest(config)
+        results: list[RunResult] = []
+        runner = threading.Thread(target=lambda: results.append(test.run()), name="load-test", daemon=True)
+        runner.start()
+        try:
+            wait_until(lambda: test.progress()[0] >= 1_000, timeout=30, message="the run is under way")
+            test.stop.set()
+            received_at_stop = len(handler.texts)
+            runner.join(10)
+            assert not runner.is_alive(), "the run went on after stop"
+        finally:
+            test.stop.set()
+            runner.join(10)
+        # Each sender finishes the message it holds, and takes no other.
+        assert len(handler.texts) - received_at_stop <= threads
+    result = results[0]
+    totals = result.totals
+    assert result.interrupted and not result.ok
+    assert result.generated < config.messages
+    assert totals.success + totals.failure == result.generated
+    assert totals.success >= 1_000
+    assert totals.failures_by_status == ({"cancelled": result.unsent} if result.unsent else {})
+    assert verdict(result).startswith("INTERRUPTED")
