@@ -19,7 +19,9 @@ MIN_USER_ID, MAX_USER_ID = 1, 100_000
 MIN_USERNAME, MAX_USERNAME = 3, 20
 MIN_MESSAGE, MAX_MESSAGE = 1, 500
 
-_DIGITS = re.compile(r"[0-9]+")
+# Leading zeros, then at most six digits: a longer number is out of range anyway, and
+# int() refuses strings of more than 4300 digits with a ValueError.
+_USER_ID_DIGITS = re.compile(r"0*([0-9]{1,6})")
 _ALPHANUMERIC = re.compile(r"[A-Za-z0-9]+")
 _MESSAGE_TYPES = {t.value: t for t in MessageType}
 
@@ -45,8 +47,8 @@ def java_length(text: str) -> int:
 
 def _user_id(value: object) -> tuple[object, list[str]]:
     # The Java server coerces a string of digits ("123") to an int; so do we.
-    if isinstance(value, str) and _DIGITS.fullmatch(value):
-        value = int(value)
+    if isinstance(value, str) and (digits := _USER_ID_DIGITS.fullmatch(value)):
+        value = int(digits[1])
     if isinstance(value, int) and not isinstance(value, bool) and MIN_USER_ID <= value <= MAX_USER_ID:
         return value, []
     return None, [f"userId must be between {MIN_USER_ID} and {MAX_USER_ID}"]

@@ -17,6 +17,7 @@ MIN_EPOCH_MS = -62_135_596_800_000
 MAX_EPOCH_MS = 253_402_300_799_999
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_MAX_OFFSET_SECONDS = 18 * 3600
 
 # ISO-8601 as java.time.Instant.parse reads it: seconds required, 0-9 fraction
 # digits, "Z" or a numeric offset; case-insensitive like DateTimeFormatter.ISO_INSTANT.
@@ -102,9 +103,12 @@ def _parse_iso(text: str) -> int | None:
     offset = 0
     if sign is not None:
         off_h, off_m, off_s = int(off_h), int(off_m), int(off_s or 0)
-        if off_h > 18 or off_m > 59 or off_s > 59:
+        offset = off_h * 3600 + off_m * 60 + off_s
+        # Java's ZoneOffset ends at ±18:00, so "+18:30" is no offset there either.
+        if off_m > 59 or off_s > 59 or offset > _MAX_OFFSET_SECONDS:
             return None
-        offset = (off_h * 3600 + off_m * 60 + off_s) * (1 if sign == "+" else -1)
+        if sign == "-":
+            offset = -offset
     seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset
     millis = int((fraction or "0")[:3].ljust(3, "0"))
     epoch_ms = seconds * 1000 + millis
