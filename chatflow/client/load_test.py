@@ -141,42 +141,58 @@ def plan_phases(config: LoadTestConfig) -> list[PhasePlan]:
     return plans
 
 
-def probe_round_trip(config: LoadTestConfig, clock: Callable[[], float] = time.perf_counter) -> float:
+WARM_UP_ROUND_TRIPS = 10
+
+
+def probe_round_trip(config: LoadTestConfig, stop: threading.Event,
+                     clock: Callable[[], float] = time.perf_counter) -> float | None:
     """Mean round trip of one message on one connection, no other load (W of Little's Law).
 
-    The probe's messages are not part of the run's count. Raises ServerUnreachable
-    when no connection opens after the retry policy's attempts.
+    The probe's messages are not part of the run's count. A timeout or a dropped
+    connection is retried on a new connection like a sender's; after the retry policy's
+    number of failures the server is declared unreachable (ServerUnreachable). Returns
+    None when ``stop`` is set first.
     """
     rng = random.Random(config.seed)
     url = config.room_url(rng.randint(1, config.rooms))
-    client = None
-    error = ""
-    for attempt in range(1, config.retry.max_attempts + 1):
-        if attempt > 1:
-            time.sleep(config.retry.delay(attempt))
-        try:
-            client = ChatWebSocketClient(url, config.timeout)
-            break
-        except ConnectFailed as exc:
-            error = str(exc)
-    if client is None:
-        raise ServerUnreachable(
-            f"cannot connect to {url}: {error} ({config.retry.max_attempts} attempts)")
+    client: ChatWebSocketClient | None = None
+    samples: list[float] = []
+    failures = 0
+    warm_up = WARM_UP_ROUND_TRIPS
     try:
-        samples = []
-        for i in range(config.probe_messages + 10):
-            payload = wire.encode_chat_message(random_message(rng, config.rooms)[0])
-            start = clock()
-            reply = client.request(payload)
-            if i >= 10:  # the first few warm the connection and both processes up
-                samples.append(clock() - start)
+        while len(samples) < config.probe_messages:
+            if stop.is_set():
+                return None
+            try:
+                if client is None:
+                    client = ChatWebSocketClient(url, config.timeout)
+                    warm_up = WARM_UP_ROUND_TRIPS  # a new connection warms up again
+                payload = wire.encode_chat_message(random_message(rng, config.rooms)[0])
+                start = clock()
+                reply = client.request(payload)
+                elapsed = clock() - start
+            except (ConnectFailed, ReplyTimeout, ConnectionClosed) as exc:
+                failures += 1
+                if client is not None:
+                    client.close()
+                    client = None
+                if failures >= config.retry.max_attempts:
+                    what = (f"cannot connect to {url}" if isinstance(exc, ConnectFailed)
+                            else f"the server at {url} did not answer the probe")
+                    raise ServerUnreachable(f"{what}: {exc} ({failures} attempts)") from exc
+                if stop.wait(config.retry.delay(failures + 1)):
+                    return None
+                continue
             if not is_success(reply):
                 raise ServerUnreachable(f"the server at {url} answered the probe with an error: {reply[:200]!r}")
+            if warm_up:
+                warm_up -= 1
+            else:
+                samples.append(elapsed)
         return sum(samples) / len(samples)
-    except (ReplyTimeout, ConnectionClosed) as exc:
-        raise ServerUnreachable(f"the server at {url} did not answer the probe: {exc}") from exc
     finally:
-        client.close()
+        if client is not None:
+            client.close()
 
 
 class LoadTest:
@@ -205,9 +221,11 @@ class LoadTest:
         result = RunResult(config)
         started = time.monotonic()
         try:
-            result.round_trip_s = probe_round_trip(config)
+            result.round_trip_s = probe_round_trip(config, self.stop)
         except ServerUnreachable as exc:
             result.unreachable = str(exc)
+        if result.round_trip_s is None:
+            result.interrupted = result.unreachable is None
             result.wall_s = time.monotonic() - started
             return result
         plans = plan_phases(config)

@@ -6,6 +6,7 @@ the client's GIL and both figures would be wrong.
 
 from __future__ import annotations
 
+import queue
 import re
 import subprocess
 import sys
@@ -35,37 +36,44 @@ class LocalServer:
              "--port", "0", "--health-port", "0", "--log-level", "INFO"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
-        log = self.log_path.open("w") if self.log_path else None
+        lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read_log, args=(lines,), name="LocalServerLog", daemon=True).start()
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        seen = []
-        while time.monotonic() < deadline:
-            line = self.process.stderr.readline()
-            if not line:
-                break
+        seen: list[str] = []
+        while not self.url:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = None
+            if line is None:  # the server exited, or the deadline passed
+                self.__exit__(None, None, None)
+                detail = "".join(seen[-5:]).strip() or f"no sign of life within {STARTUP_TIMEOUT:.0f} s"
+                raise LocalServerError(f"the local server did not start: {detail}")
             seen.append(line)
-            if log:
-                log.write(line)
             match = _LISTENING.search(line)
             if match:
                 self.url = f"ws://127.0.0.1:{match.group(2)}"
-                break
-        if not self.url:
-            self.__exit__(None, None, None)
-            raise LocalServerError("the local server did not start: " + "".join(seen[-5:]).strip())
-        threading.Thread(target=self._drain, args=(log,), name="LocalServerLog", daemon=True).start()
         return self
+
+    def _read_log(self, lines: queue.Queue[str | None]) -> None:
+        """Copies the server's log to the log file, and hands it over until it is up."""
+        log = self.log_path.open("w") if self.log_path else None
+        try:
+            for line in self.process.stderr:
+                if log:
+                    log.write(line)
+                    log.flush()
+                if not self.url:
+                    lines.put(line)
+        finally:
+            lines.put(None)
+            if log:
+                log.close()
 
     @property
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
-
-    def _drain(self, log) -> None:
-        for line in self.process.stderr:
-            if log:
-                log.write(line)
-        if log:
-            log.close()
 
     def __exit__(self, *exc_info) -> None:
         if self.process is None:

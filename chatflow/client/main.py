@@ -102,15 +102,19 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"{PROG}: error: cannot create output directory {args.output_dir}: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILED
-    if args.local:
-        try:
-            with LocalServer(args.output_dir / "server.log") as server:
-                print(f"Started a local ChatFlow server at {server.url} (pid {server.pid})", flush=True)
-                return run(args, server.url, server.pid)
-        except LocalServerError as exc:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-    return run(args, args.server, None)
+    try:
+        if not args.local:
+            return run(args, args.server, None)
+        with LocalServer(args.output_dir / "server.log") as server:
+            print(f"Started a local ChatFlow server at {server.url} (pid {server.pid})", flush=True)
+            return run(args, server.url, server.pid)
+    except LocalServerError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        # Outside the run itself: while the local server starts or stops.
+        print("\nInterrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def run(args: argparse.Namespace, url: str, server_pid: int | None) -> int:
