@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from chatflow.client.csv_writer import CsvWriter
 from chatflow.client.load_test import LoadTest, LoadTestConfig
 from chatflow.client.local_server import LocalServer, LocalServerError
 from chatflow.client.message_sender import RetryPolicy
@@ -99,15 +100,16 @@ def main(argv: list[str] | None = None) -> int:
         args.warmup_threads, args.warmup_messages = 1, 0
     try:
         args.output_dir.mkdir(parents=True, exist_ok=True)
+        writer = CsvWriter(args.output_dir)
     except OSError as exc:
-        print(f"{PROG}: error: cannot create output directory {args.output_dir}: {exc.strerror}", file=sys.stderr)
+        print(f"{PROG}: error: cannot write results to {args.output_dir}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
     try:
         if not args.local:
-            return run(args, args.server, None)
+            return run(args, args.server, None, writer)
         with LocalServer(args.output_dir / "server.log") as server:
             print(f"Started a local ChatFlow server at {server.url} (pid {server.pid})", flush=True)
-            return run(args, server.url, server.pid)
+            return run(args, server.url, server.pid, writer)
     except LocalServerError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -117,14 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def run(args: argparse.Namespace, url: str, server_pid: int | None) -> int:
+def run(args: argparse.Namespace, url: str, server_pid: int | None, writer: CsvWriter) -> int:
     config = LoadTestConfig(
         base_url=url, messages=args.messages, warmup_threads=args.warmup_threads,
         warmup_messages=args.warmup_messages, threads=args.threads, timeout=args.timeout,
         retry=RetryPolicy(args.max_attempts, DEFAULTS.backoff), rooms=args.rooms, seed=args.seed,
         probe_messages=args.probe_messages,
     )
-    test = LoadTest(config, server_pid=server_pid)
+    writer.start()
+    test = LoadTest(config, recorder=writer.record, server_pid=server_pid)
     progress = ProgressDisplay(config.messages, test.progress)
 
     def probed(round_trip_s, predictions) -> None:
@@ -142,9 +145,13 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None) -> int:
     try:
         result = test.run(on_probe=probed)
     finally:
-        signal.signal(signal.SIGINT, previous)
         progress.stop()
+        writer.close()
+        signal.signal(signal.SIGINT, previous)
     print(format_summary(result))
+    print(f"Metrics: {writer.path} ({writer.rows_written:,} rows)")
+    if writer.error:
+        print(f"Warning: the metrics file is incomplete: {writer.error}")
     print(verdict(result))
     if result.interrupted:
         return EXIT_INTERRUPTED

@@ -84,3 +84,50 @@ def verdict(result: RunResult) -> str:
     if totals.failure:
         return f"FAILED: {totals.failure:,} of {result.generated:,} messages failed"
     return f"OK: all {totals.success:,} messages succeeded"
+
+
+def run_figures(result: RunResult) -> dict:
+    """Every figure of the summary, as plain data for the JSON and Markdown report."""
+    totals = result.totals
+    done = totals.success + totals.failure
+    summary = {
+        "server": result.config.base_url,
+        "messages_generated": result.generated,
+        "successful": totals.success,
+        "failed": totals.failure,
+        "failed_by_status": dict(sorted(totals.failures_by_status.items())),
+        "wall_time_s": round(result.wall_s, 3),
+        "phases_time_s": round(result.phases_s, 3),
+        "overall_throughput_msg_s": round(result.throughput, 1),
+        "connections_opened": totals.connections,
+        "reconnections": totals.reconnections,
+        "retries": totals.retries,
+        "queue_found_empty": totals.queue_empty,
+        "client_cpu_us_per_message": round(result.client_cpu_s / done * 1e6, 1)
+        if result.client_cpu_s is not None and done else None,
+        "server_cpu_us_per_message": round(result.server_cpu_s / done * 1e6, 1)
+        if result.server_cpu_s is not None and done else None,
+        "client_peak_rss_mib": round(peak_rss_mib(), 1),
+        "interrupted": result.interrupted,
+        "unreachable": result.unreachable,
+    }
+    for phase in result.phases:
+        summary[f"{phase.name}_threads"] = phase.threads
+        summary[f"{phase.name}_messages"] = phase.planned
+        summary[f"{phase.name}_successful"] = phase.stats.success
+        summary[f"{phase.name}_duration_s"] = round(phase.duration_s, 3)
+        summary[f"{phase.name}_throughput_msg_s"] = round(phase.throughput, 1)
+    littles_law = [
+        {
+            "phase": p.phase,
+            "threads": p.threads,
+            "round_trip_ms": round(p.round_trip_s * 1000, 4),
+            "predicted_msg_s": round(p.predicted, 1),
+            "actual_msg_s": round(p.actual, 1) if p.actual is not None else None,
+            "actual_over_predicted": round(p.ratio, 4) if p.ratio is not None else None,
+            "mean_latency_ms": round(p.mean_latency_s * 1000, 4) if p.mean_latency_s is not None else None,
+            "concurrency_L": round(p.concurrency, 2) if p.concurrency is not None else None,
+        }
+        for p in result.predictions
+    ]
+    return {"summary": summary, "littles_law": littles_law}
