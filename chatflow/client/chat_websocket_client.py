@@ -108,7 +108,9 @@ def open_websocket(url: str, timeout: float) -> websocket.WebSocket:
     - ``enable_multithread=False``: one thread owns each connection, so the library's
       per-send lock is pure cost.
     - ``skip_utf8_validation=True``: the library's check is slow and misses a text that
-      ends inside a character; ``receive`` decodes strictly instead (close 1007).
+      ends inside a character; ``receive`` decodes strictly instead (close 1007). The
+      flag also turns off the check of a close frame's reason, which only the library
+      can do (it answers the close before returning it), so that one is turned back on.
     - a ``BufferedSocket`` under the library, and masking keys from a ``MaskKeys`` pool.
     """
     ws = websocket.WebSocket(
@@ -121,6 +123,7 @@ def open_websocket(url: str, timeout: float) -> websocket.WebSocket:
     except (OSError, websocket.WebSocketException) as exc:
         ws.shutdown()
         raise ConnectFailed(describe_error(exc)) from exc
+    ws.frame_buffer.skip_utf8_validation = False
     ws.sock = BufferedSocket(ws.sock, timeout)
     ws.set_mask_key(MaskKeys())
     return ws
