@@ -19,6 +19,7 @@ from chatflow.client.metric_record import CSV_HEADER, MetricRecord
 
 HIGH_WATER = 200_000
 BATCH = 4096
+POLL_INTERVAL = 0.02
 _DONE = None
 
 
@@ -59,12 +60,17 @@ class CsvWriter(threading.Thread):
         try:
             done = False
             while not done:
-                batch = [rows.get()]
+                batch = []
                 while len(batch) < BATCH:
                     try:
                         batch.append(rows.get_nowait())
                     except queue.Empty:
                         break
+                if not batch:
+                    # Polling, not a blocking get(): waking up for every row would
+                    # cost a GIL handoff per message.
+                    time.sleep(POLL_INTERVAL)
+                    continue
                 if batch[-1] is _DONE:
                     batch.pop()
                     done = True

@@ -16,6 +16,7 @@ from chatflow.models import ChatMessage, MessageType
 from chatflow.timestamps import now_ms
 
 QUEUE_SIZE = 10_000
+REFILL_WAIT = 0.005
 
 CHAT_LINES: tuple[str, ...] = (
     "Hello everyone!", "How's it going?", "Good morning!", "Good night, all.",
@@ -79,18 +80,18 @@ class MessageGenerator(threading.Thread):
 
     def run(self) -> None:
         rng, rooms, out, stop = self.rng, self.rooms, self.out, self.stop
+        refill_below = out.maxsize // 2
         for _ in range(self.total):
             # Checked every time, not only when the queue is full: senders that fail
             # fast keep making room, and a stopped run must stop producing.
             if stop.is_set():
                 return
-            message, room = random_message(rng, rooms)
-            item = OutgoingMessage(wire.encode_chat_message(message), message.message_type, room)
-            while True:
-                try:
-                    out.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    if stop.is_set():
+            if out.full():
+                # Wait until half the queue is gone, then refill it in one go: waking
+                # for every free slot would cost a GIL handoff per message.
+                while out.qsize() > refill_below:
+                    if stop.wait(REFILL_WAIT):
                         return
+            message, room = random_message(rng, rooms)
+            out.put_nowait(OutgoingMessage(wire.encode_chat_message(message), message.message_type, room))
             self.generated += 1

@@ -23,6 +23,9 @@ from chatflow.server.health_check_server import HealthCheckServer
 from chatflow.server.websocket_server import WebSocketServer
 
 log = logging.getLogger("chatflow.server")
+#: Start and stop lines: shown at every --log-level, since with --port 0 they are the
+#: only way to learn the ports.
+lifecycle_log = logging.getLogger("chatflow.server.lifecycle")
 
 PROG = "chatflow-server"
 
@@ -112,6 +115,7 @@ def configure_logging(level: str) -> None:
     )
     # The protocol library logs every connection's opening and closing at INFO.
     logging.getLogger("chatflow.server.protocol").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    lifecycle_log.setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,16 +142,16 @@ def main(argv: list[str] | None = None) -> int:
 
     host, port = websocket.address
     mode = "echo on every path" if args.echo else "chat on /chat/{roomId}"
-    log.info("WebSocket %s listening on ws://%s:%d", mode, host, port)
+    lifecycle_log.info("WebSocket %s listening on ws://%s:%d", mode, host, port)
     host, port = health.address
-    log.info("health endpoint listening on http://%s:%d/health", host, port)
+    lifecycle_log.info("health endpoint listening on http://%s:%d/health", host, port)
 
     while not stop.wait(3600):
         pass
-    log.info("shutting down: closing connections with 1001")
+    lifecycle_log.info("shutting down: closing connections with 1001")
     health.stop()
     websocket.stop()
-    log.info("stopped")
+    lifecycle_log.info("stopped")
     return 0
 
 

@@ -1,0 +1,505 @@
+"""WebSocket conformance of ChatFlow's server beside two other Python servers; writes docs/conformance.md.
+
+Runs Autobahn|Testsuite's fuzzing client (the tool in ../shared/tools/autobahn, beside
+the repository) against three echo servers, one after another, so that the document
+can say how ChatFlow's transport compares with the servers it could have been built on:
+
+- ChatFlow's ``run_server.py --echo``, with every default but its addresses;
+- a plain `websockets` sync echo server with the library's defaults;
+- an echo server on the `websocket-server` 0.6.4 package.
+
+    python -m bench.conformance            # the full set, 517 cases per server, about 20 min
+    python -m bench.conformance --quick    # 247 cases per server, about a minute
+    python -m bench.conformance --from-reports DIR   # rewrite the document from a past run
+
+The full set rewrites docs/conformance.md; ``--quick`` writes no document unless
+``--doc PATH`` says where. The wstest reports (HTML per case, with the wire log) and
+summary.json stay in ``--reports DIR`` (default: a new temporary directory).
+Exit status: 0 when every server was run to the end, 1 when a run broke (wstest stopped,
+a server died), 2 when something needed is missing, 3 when the machine has no Python 2.7.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+
+from chatflow import __version__ as CHATFLOW_VERSION
+
+REPO = Path(__file__).resolve().parents[1]
+TOOL = REPO.parent / "shared" / "tools" / "autobahn"
+DOC = REPO / "docs" / "conformance.md"
+SUMMARY = "summary.json"
+
+VERDICTS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED", "NOT RUN")
+LISTENING = re.compile(r"listening on (ws://[^\s:/]+:\d+)")
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+WEBSOCKET_SERVER_VERSION = "0.6.4"
+
+
+@dataclasses.dataclass(frozen=True)
+class EchoServer:
+    agent: str
+    title: str
+    command: tuple[str, ...]
+
+
+SERVERS = (
+    EchoServer("chatflow-echo", "ChatFlow `run_server.py --echo`",
+               (sys.executable, "run_server.py", "--echo", "--host", "127.0.0.1", "--port", "0", "--health-port", "0")),
+    EchoServer("websockets-sync", "`websockets` sync server, defaults",
+               (sys.executable, "-m", "bench.echo_servers", "websockets")),
+    EchoServer("websocket-server", f"`websocket-server` {WEBSOCKET_SERVER_VERSION}",
+               (sys.executable, "-m", "bench.echo_servers", "websocket-server")),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseResult:
+    case_id: str
+    verdict: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerRun:
+    server: EchoServer
+    results: list[CaseResult]
+    seconds: float
+    trouble: str
+
+    def count(self, verdict: str) -> int:
+        return sum(1 for r in self.results if r.verdict == verdict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Conformance:
+    """One run of the suite against every server: what the document is written from."""
+
+    date: str
+    quick: bool
+    versions: dict[str, str]
+    runs: list[ServerRun]
+
+
+class Missing(Exception):
+    """Something the run needs is not on this machine; the message says what to do."""
+
+
+# -- preparing ---------------------------------------------------------------------
+
+
+def check_tool() -> None:
+    if not (TOOL / "run_fuzzingclient.sh").is_file():
+        raise Missing(f"the Autobahn tool: no {TOOL / 'run_fuzzingclient.sh'} "
+                      "(it belongs at ../shared/tools/autobahn, beside the repository)")
+
+
+def check_packages() -> None:
+    missing = []
+    for package, wanted in (("websockets", None), ("websocket-server", WEBSOCKET_SERVER_VERSION)):
+        try:
+            version = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            version = None
+        if version is None or (wanted and version != wanted):
+            spec = f"{package}=={wanted}" if wanted else package
+            found = f"{version} is installed" if version else "not installed"
+            missing.append(f"the Python package {spec} ({found}): pip install '{spec}'")
+    if missing:
+        raise Missing("\n  ".join(missing))
+
+
+def setup_wstest() -> str:
+    """wstest's path, once the tool's setup.sh has its Python 2.7 venv ready."""
+    setup = subprocess.run([str(TOOL / "setup.sh")], capture_output=True, text=True, timeout=900)
+    if setup.returncode == 3:
+        print(f"conformance: {setup.stderr.strip().splitlines()[-1]}", file=sys.stderr)
+        raise SystemExit(3)
+    if setup.returncode != 0:
+        raise Missing(f"a working wstest: the tool's setup.sh failed (exit {setup.returncode}):\n{setup.stderr[-2000:]}")
+    return setup.stdout.strip().splitlines()[-1]
+
+
+def load_summarize() -> ModuleType:
+    """The tool's own summarize.py, so FAILED reasons read the same as its console verdict."""
+    spec = importlib.util.spec_from_file_location("autobahn_summarize", TOOL / "summarize.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def installed_versions(wstest: str) -> dict[str, str]:
+    suite = subprocess.run([wstest, "--autobahnversion"], capture_output=True, text=True, timeout=60).stdout
+    match = re.search(r"AutobahnTestSuite\s+(\S+)", suite)
+    return {
+        "Autobahn|Testsuite": match.group(1) if match else "unknown",
+        "Python": platform.python_version(),
+        "ChatFlow": CHATFLOW_VERSION,
+        "websockets": importlib.metadata.version("websockets"),
+        "websocket-server": importlib.metadata.version("websocket-server"),
+    }
+
+
+# -- running -----------------------------------------------------------------------
+
+
+def start(server: EchoServer, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """Start a server and return it with its URL, read from its own log line."""
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(server.command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        match = LISTENING.search(log_path.read_text(errors="replace"))
+        if match:
+            return process, match.group(1) + "/"
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    stop(process)
+    raise RuntimeError(f"{server.agent} did not start; its log:\n{log_path.read_text(errors='replace')[-2000:]}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_TIMEOUT)
+
+
+def run_server(server: EchoServer, out: Path, quick: bool, summarize: ModuleType) -> ServerRun:
+    out.mkdir(parents=True, exist_ok=True)
+    process, url = start(server, out / "server.log")
+    print(f"== {server.agent} at {url}", flush=True)
+    began = time.monotonic()
+    try:
+        command = [str(TOOL / "run_fuzzingclient.sh"), url, server.agent, "--out", str(out)]
+        tool = subprocess.run(command + (["--quick"] if quick else []), cwd=REPO)
+        died = process.poll()
+    finally:
+        stop(process)
+    seconds = time.monotonic() - began
+    trouble = []
+    if tool.returncode not in (0, 1):
+        trouble.append(f"the tool ended with status {tool.returncode} (wstest stopped or broke; see wstest.log)")
+    if died is not None:
+        trouble.append(f"the server exited with status {died} during the run")
+    return ServerRun(server, read_results(out, server.agent, summarize), seconds, "; ".join(trouble))
+
+
+def run_all(reports: Path, quick: bool) -> Conformance:
+    check_tool()
+    check_packages()
+    wstest = setup_wstest()
+    summarize = load_summarize()
+    runs = [run_server(server, reports / server.agent, quick, summarize) for server in SERVERS]
+    result = Conformance(datetime.date.today().isoformat(), quick, installed_versions(wstest), runs)
+    (reports / SUMMARY).write_text(json.dumps(summary_json(result), indent=2, ensure_ascii=False) + "\n")
+    return result
+
+
+def summary_json(result: Conformance) -> dict:
+    return {
+        "date": result.date,
+        "quick": result.quick,
+        "versions": result.versions,
+        "servers": {
+            run.server.agent: {
+                "seconds": round(run.seconds, 1),
+                "trouble": run.trouble,
+                "counts": {v: run.count(v) for v in VERDICTS},
+                "not_ok": {r.case_id: [r.verdict, r.reason] for r in run.results if r.verdict != "OK"},
+            }
+            for run in result.runs
+        },
+    }
+
+
+def reload(reports: Path) -> Conformance:
+    """A past run, from its reports directory: the verdicts are read again from the case reports."""
+    check_tool()
+    summarize = load_summarize()
+    summary = json.loads((reports / SUMMARY).read_text())
+    runs = []
+    for server in SERVERS:
+        past = summary["servers"][server.agent]
+        results = read_results(reports / server.agent, server.agent, summarize)
+        runs.append(ServerRun(server, results, past["seconds"], past["trouble"]))
+    return Conformance(summary["date"], summary["quick"], summary["versions"], runs)
+
+
+# -- reading a report ---------------------------------------------------------------
+
+
+def read_results(out: Path, agent: str, summarize: ModuleType) -> list[CaseResult]:
+    """Every selected case with its verdict and, unless OK, why, in the suite's order."""
+    index_path = out / "index.json"
+    index = json.loads(index_path.read_text()).get(agent, {}) if index_path.is_file() else {}
+    expected = (out / "expected-cases.txt").read_text().split()
+    results = []
+    for case_id in sorted(set(expected) | set(index), key=summarize.case_key):
+        entry = index.get(case_id)
+        if entry is None:
+            results.append(CaseResult(case_id, "NOT RUN", "selected but never run"))
+            continue
+        verdict = entry.get("behavior", "?")
+        if verdict == "OK":
+            results.append(CaseResult(case_id, verdict, ""))
+            continue
+        case = json.loads((out / entry["reportfile"]).read_text())
+        if verdict not in VERDICTS:
+            verdict = "FAILED"
+        results.append(CaseResult(case_id, verdict, reason(case, verdict, summarize)))
+    return results
+
+
+def how_closed(case: dict) -> str:
+    code, text = case.get("remoteCloseCode"), case.get("remoteCloseReason")
+    if code is None:
+        return "closed without a close code"
+    return f"closed with {code}" + (f" '{text}'" if text else "")
+
+
+def reason(case: dict, verdict: str, summarize: ModuleType) -> str:
+    if verdict == "FAILED":
+        return summarize.failure_reason(case, case.get("behavior"))
+    if verdict == "UNIMPLEMENTED":
+        if "sec-websocket-extensions" not in (case.get("httpResponse") or "").lower():
+            return "permessage-deflate not negotiated: the handshake answer accepts no extension"
+        return str(case.get("result"))
+    strict = (case.get("expected") or {}).get("OK") or []
+    received = case.get("received") or []
+    if verdict == "NON-STRICT":
+        missing = [e for e in strict if e and e[0] == "message" and e not in received]
+        if missing:
+            what = "the message" if len(missing) == 1 else f"the {len(missing)} messages"
+            return f"failed the connection on the bad frame before echoing {what} sent ahead of it ({how_closed(case)})"
+        if any(e and e[0] == "timeout" and e not in strict for e in received):
+            return ("caught the invalid UTF-8 at the end of the frame, after the suite's next wait, "
+                    f"not at the bad octet ({how_closed(case)})")
+    return f"{str(case.get('result', '')).rstrip('.')}; the server {how_closed(case)}"
+
+
+# -- writing the document -----------------------------------------------------------
+
+
+def compact_ids(ids: list[str], all_ids: list[str]) -> str:
+    """Case ids as the suite's patterns: a whole group as ``12.*``, three or more in a row as ``a–b``."""
+    chosen = set(ids)
+    parts, covered = [], set()
+    for depth in (1, 2):
+        for prefix in dict.fromkeys(".".join(c.split(".")[:depth]) for c in ids):
+            group = [c for c in all_ids if c.startswith(prefix + ".")]
+            if len(group) > 1 and not covered.issuperset(group) and chosen.issuperset(group):
+                parts.append((all_ids.index(group[0]), f"{prefix}.*"))
+                covered.update(group)
+    position = {c: i for i, c in enumerate(all_ids)}
+    run: list[str] = []
+    for case_id in [c for c in ids if c not in covered] + [None]:
+        if case_id is not None and run and position[case_id] == position[run[-1]] + 1:
+            run.append(case_id)
+            continue
+        if run:
+            parts.append((position[run[0]], ", ".join(run) if len(run) < 3 else f"{run[0]}–{run[-1]}"))
+        run = [case_id] if case_id is not None else []
+    return ", ".join(text for _, text in sorted(parts))
+
+
+def counts_table(runs: list[ServerRun]) -> list[str]:
+    lines = ["| server | cases | " + " | ".join(VERDICTS) + " |", "|---|---:|" + "---:|" * len(VERDICTS)]
+    for run in runs:
+        counts = " | ".join(str(run.count(v)) for v in VERDICTS)
+        lines.append(f"| {run.server.title} | {len(run.results)} | {counts} |")
+    return lines
+
+
+def non_ok_table(run: ServerRun) -> list[str]:
+    """Every case that is not OK, those with the same verdict and reason on one row."""
+    all_ids = [r.case_id for r in run.results]
+    groups: dict[tuple[str, str], list[str]] = {}
+    for r in run.results:
+        if r.verdict != "OK":
+            groups.setdefault((r.verdict, r.reason), []).append(r.case_id)
+    if not groups:
+        return ["Every case OK."]
+    lines = ["| cases | verdict | reason |", "|---|---|---|"]
+    ordered = sorted(groups.items(), key=lambda item: (VERDICTS.index(item[0][0]), all_ids.index(item[1][0])))
+    for (verdict, why), ids in ordered:
+        count = f" ({len(ids)})" if len(ids) > 1 else ""
+        lines.append(f"| {compact_ids(ids, all_ids)}{count} | {verdict} | {escape(why)} |")
+    return lines
+
+
+def escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+PROSE_WHY = """\
+## Why the server is built on `websockets`
+
+ChatFlow's transport (`chatflow/server/websocket_server.py`) is one selector thread that moves
+bytes between sockets and the sans-I/O `ServerProtocol` of
+[`websockets`](https://pypi.org/project/websockets/): framing, masking, UTF-8 checks, close codes
+and limits are that library's; the selector loop, the reassembly of fragmented messages and the
+handler callbacks are ChatFlow's. The other ready-made server for plain threads,
+[`websocket-server`](https://pypi.org/project/websocket-server/) 0.6.4, was read and run
+(third row above) and rejected:
+
+- its handler never exposes the request path (it reads the request line and drops it), so
+  `/chat/{roomId}` could not be routed at all;
+- a fragmented message reaches the application as its first fragment: continuation frames are
+  logged and skipped without their payload being read, so the bytes after them are parsed as
+  frames;
+- invalid UTF-8 in a text frame raises `UnicodeDecodeError` out of the connection's thread,
+  which dies and drops the TCP connection without a close frame (1007 is never sent);
+- a frame header announcing 2^62 bytes is taken at its word: the whole payload is asked for in
+  one read, with no limit on a message's size (on this machine the buffer cannot be allocated,
+  and the `MemoryError` kills the connection's thread as above);
+- it never answers a client's close: on a Close frame it drops the TCP connection;
+- it writes each frame with one `socket.send` and ignores how much was taken (`sendall` is what
+  writes it all), so a send cut short, by a signal or a send timeout, silently loses the rest of
+  the frame;
+- every connection's thread adds itself to and removes itself from the shared list of clients
+  without a lock;
+- it has had no release since 0.6.4 in December 2021.
+"""
+
+PROSE_VERDICTS = """\
+## Reading the verdicts
+
+- **NON-STRICT** is conformant: the RFC allows it, the suite prefers something else, and here it
+  is a matter of timing. In 3.\\*, 4.\\* and 5.15 the suite sends a good message and a bad frame
+  in one write; the protocol parses both, fails the connection on the bad frame, and the echo of
+  the good message, produced after that, is no longer sent. In 6.4.\\* the invalid UTF-8 is caught
+  at the end of the frame that holds it, after the suite's next wait, rather than at the bad
+  octet: `websockets` hands over a frame only once it is whole. (ChatFlow decodes each fragment as
+  it comes, so where the bad octet is in a later frame of the message, as in 6.4.1 and 6.4.2, it
+  fails at that frame.) Which cases come out NON-STRICT rather than OK depends on how the
+  suite's writes fall into the server's reads, so the count moves by a few between runs.
+- **INFORMATIONAL**: the RFC leaves the behaviour open (7.1.6: a close sent right behind a large
+  message may be answered before the echo; 7.13.\\*: which code answers a close code the RFC
+  does not assign).
+- **UNIMPLEMENTED**: 12.\\* and 13.\\* test permessage-deflate. ChatFlow does not offer it, like
+  Java-WebSocket under the Java original's server, which negotiates no extension unless given one:
+  a chat message is about 160 bytes, and compressing each one costs CPU for next to nothing.
+  `websockets` offers it by default, so its server runs those cases.
+- **7.1.5** fails against ChatFlow and the `websockets` server alike: a Close frame arrives in the
+  middle of a fragmented text message. The `websockets` protocol core (`websockets/protocol.py`,
+  where a received Close frame is processed) treats that as a protocol error, "incomplete
+  fragmented message", and fails the connection with 1002; the suite expects the close to be
+  answered normally, with 1000. The library's maintainers give their reasoning in the
+  conformance notes of their repository (`compliance/README.rst` of python-websockets/websockets):
+  RFC 6455 says an endpoint *typically* echoes the close code it received, which leaves room for
+  another code. No upstream issue about it was found. ChatFlow keeps the library's behaviour
+  rather than working around its protocol core.
+- **9.\\*** test limits and performance: messages up to 16 MiB, and 4 MiB in fragments down to
+  64 bytes. ChatFlow's echo mount admits messages up to 32 MiB (`ECHO_LIMITS` in
+  `chatflow/config.py`) and puts no cap on the number of fragments. The `websockets` sync server
+  closes with 1009 on every message over its default `max_size` of 1 MiB, or, in 64-byte
+  fragments, at its sync implementation's cap of 4,096 fragments per message, which would still
+  refuse 4 MiB in fragments of 64 to 1,024 bytes with `max_size=None`.
+"""
+
+
+def document(result: Conformance) -> str:
+    info = result.versions
+    selection = "the quick set (all but 9.\\*, 12.\\*, 13.\\*)" if result.quick else "the full set"
+    lines = [
+        "# WebSocket conformance",
+        "",
+        "<!-- Generated by `python -m bench.conformance`: edit that script, not this file. -->",
+        "",
+        f"[Autobahn|Testsuite](https://github.com/crossbario/autobahn-testsuite) {info['Autobahn|Testsuite']}: "
+        f"its fuzzing client against three echo servers, {selection}, run on {result.date} with "
+        f"Python {info['Python']}, ChatFlow {info['ChatFlow']}, websockets {info['websockets']} and "
+        f"websocket-server {info['websocket-server']}. Each server is an echo, meant to send every message "
+        "back unchanged, as the same type; the suite sends valid and invalid frame sequences and "
+        "judges every reply against RFC 6455.",
+        "",
+        "- **ChatFlow**: `run_server.py --echo --host 127.0.0.1 --port 0 --health-port 0`, the chat "
+        "server's transport with an echo handler in place of chat, every limit at its `--echo` default.",
+        "- **`websockets`**: `python -m bench.echo_servers websockets`, the library's sync server "
+        "(`websockets.sync.server.serve`) with every default.",
+        "- **`websocket-server`**: `python -m bench.echo_servers websocket-server`, an echo on the "
+        f"`websocket-server` {WEBSOCKET_SERVER_VERSION} package.",
+        "",
+        "## Results",
+        "",
+        *counts_table(result.runs),
+        "",
+    ]
+    for run in result.runs:
+        if run.trouble:
+            lines += [f"The run against {run.server.title} did not end normally: {run.trouble}.", ""]
+    lines += [PROSE_WHY, PROSE_VERDICTS, "## Every case that is not OK", ""]
+    for run in result.runs:
+        lines += [f"### {run.server.title}", "", *non_ok_table(run), ""]
+    lines += [
+        "## Client",
+        "",
+        "The load-testing client's results will be added with the load-testing client.",
+        "",
+        "## Running it again",
+        "",
+        "```bash",
+        "python -m bench.conformance            # the full set, three servers one after another; rewrites this file",
+        "python -m bench.conformance --quick    # 247 cases per server; writes no document",
+        "```",
+        "",
+        "It needs the Autobahn tool at `../shared/tools/autobahn`, beside the repository (its `setup.sh` "
+        "builds wstest's Python 2.7 virtualenv once), and "
+        f"`pip install 'websocket-server=={WEBSOCKET_SERVER_VERSION}'`. The test suite runs the quick "
+        "set against ChatFlow alone (`tests/test_autobahn.py`, marker `autobahn`).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.conformance", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="247 cases per server instead of the full 517")
+    parser.add_argument("--reports", type=Path, help="where the wstest reports go (default: a new temporary directory)")
+    parser.add_argument("--from-reports", type=Path, metavar="DIR",
+                        help="run nothing: write the document from the reports of a past run")
+    parser.add_argument("--doc", type=Path,
+                        help=f"the document to write (default: {DOC.relative_to(REPO)} for the full set, none for --quick)")
+    args = parser.parse_args(argv)
+    try:
+        if args.from_reports:
+            reports = args.from_reports
+            result = reload(reports)
+        else:
+            reports = args.reports or Path(tempfile.mkdtemp(prefix="chatflow-conformance-"))
+            result = run_all(reports, args.quick)
+    except Missing as exc:
+        print(f"conformance: missing:\n  {exc}", file=sys.stderr)
+        return 2
+
+    print("\n| server | seconds | " + " | ".join(VERDICTS) + " |")
+    for run in result.runs:
+        print(f"| {run.server.agent} | {run.seconds:.0f} | " + " | ".join(str(run.count(v)) for v in VERDICTS) + " |")
+    doc = args.doc or (None if result.quick else DOC)
+    if doc is not None:
+        doc.write_text(document(result))
+        print(f"wrote {doc}")
+    print(f"reports (index.html per server) and {SUMMARY} in {reports}")
+    return 1 if any(run.trouble for run in result.runs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
