@@ -81,7 +81,7 @@ class Connection:
         #: Free for the handler to keep per-connection state in (the chat room).
         self.context: object = None
         self.opened = False
-        now = time.monotonic()
+        now = server.now
         self.accepted_at = now
         self.last_received = now
         self.ping_sent_at: float | None = None
@@ -124,7 +124,7 @@ class Connection:
             size = 0
         protocol = self.protocol
         if size:
-            self.last_received = time.monotonic()
+            self.last_received = self.server.now
             self.ping_sent_at = None
             protocol.receive_data(buffer[:size])
             events = protocol.events_received()
@@ -198,7 +198,23 @@ class Connection:
         if self.released:
             return
         writes = self.protocol.data_to_send()
-        if writes:
+        if len(writes) == 1 and not self._out and writes[0]:
+            # The common case, one reply and nothing waiting: no buffering at all.
+            data = writes[0]
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._write_failed(exc)
+                return
+            if sent < len(data):
+                self._out.append(memoryview(data)[sent:])
+                self._out_size += len(data) - sent
+                self._last_write = self.server.now
+            elif self._interest == selectors.EVENT_READ and self.protocol.state is _OPEN:
+                return
+        elif writes:
             for data in writes:
                 if data == SEND_EOF:
                     self._eof_pending = True
@@ -207,7 +223,7 @@ class Connection:
                     self._out_size += len(data)
             self._write_out()
         if self.opened and self.closing_since is None and self.protocol.state is not _OPEN:
-            self.closing_since = time.monotonic()
+            self.closing_since = self.server.now
         self._sync_interest()
 
     def _write_out(self) -> None:
@@ -217,7 +233,7 @@ class Connection:
                 chunk = out[0]
                 sent = self.sock.send(chunk)
                 self._out_size -= sent
-                self._last_write = time.monotonic()
+                self._last_write = self.server.now
                 if sent < len(chunk):
                     out[0] = chunk[sent:]
                     break
@@ -229,12 +245,16 @@ class Connection:
         except (BlockingIOError, InterruptedError):
             pass
         except OSError as exc:
-            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
-                log.debug("write to %s failed: %s", self.remote_address, exc)
-            out.clear()
-            self._out_size = 0
-            self._eof_pending = False
-            self.server._release(self)
+            self._write_failed(exc)
+
+    def _write_failed(self, exc: OSError) -> None:
+        """The client is gone (reset, broken pipe): drop what was to be sent, and it."""
+        if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+            log.debug("write to %s failed: %s", self.remote_address, exc)
+        self._out.clear()
+        self._out_size = 0
+        self._eof_pending = False
+        self.server._release(self)
 
     def _sync_interest(self) -> None:
         """Wait for writability while bytes are pending; stop reading from a client
@@ -305,6 +325,8 @@ class WebSocketServer:
         self._stop_requested = threading.Event()
         self._grace = SHUTDOWN_GRACE
         self._buffer = memoryview(bytearray(RECV_SIZE))
+        #: The selector thread's clock, read once per wake-up, not once per message.
+        self.now = time.monotonic()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -345,7 +367,7 @@ class WebSocketServer:
         try:
             while not self._stop_requested.is_set():
                 self._poll()
-                now = time.monotonic()
+                now = self.now
                 if now >= next_tick:
                     next_tick = now + TICK
                     for conn in list(self._connections.values()):
@@ -360,7 +382,9 @@ class WebSocketServer:
 
     def _poll(self) -> None:
         buffer = self._buffer
-        for key, mask in self._selector.select(TICK):
+        ready = self._selector.select(TICK)
+        self.now = time.monotonic()
+        for key, mask in ready:
             conn = key.data
             if conn is None:
                 if key.fileobj is self._listener:
