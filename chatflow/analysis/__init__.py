@@ -1,0 +1,6 @@
+"""Analysis of the per-message metrics CSV (SPEC §2.5): statistics, charts, report, command.
+
+Modules, imported on their own so that loading the client does not load matplotlib:
+``performance_analyzer`` (PerformanceAnalyzer, AnalysisResult), ``throughput_visualizer``
+(ThroughputVisualizer), ``report`` (write_report) and ``cli`` (the command).
+"""
