@@ -11,11 +11,11 @@ import threading
 from pathlib import Path
 
 from chatflow.client.csv_writer import CsvWriter
-from chatflow.client.load_test import LoadTest, LoadTestConfig
+from chatflow.client.load_test import LoadTest, LoadTestConfig, RunResult
 from chatflow.client.local_server import LocalServer, LocalServerError
 from chatflow.client.message_sender import RetryPolicy
 from chatflow.client.progress import ProgressDisplay
-from chatflow.client.summary import format_predictions, format_summary, verdict
+from chatflow.client.summary import format_predictions, format_summary, run_figures, verdict
 from chatflow.config import ClientDefaults
 
 PROG = "chatflow-client"
@@ -149,13 +149,35 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None, writer: CsvW
         writer.close()
         signal.signal(signal.SIGINT, previous)
     print(format_summary(result))
-    print(f"Metrics: {writer.path} ({writer.rows_written:,} rows)")
     if writer.error:
         print(f"Warning: the metrics file is incomplete: {writer.error}")
+    analyse(writer, result, args.output_dir)
     print(verdict(result))
     if result.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def analyse(writer: CsvWriter, result: RunResult, directory: Path) -> None:
+    """Statistics, charts and the report of the run, from its metrics file.
+
+    Imported here, after the run, so that pandas and matplotlib cost the load test
+    neither start-up time nor memory while it measures.
+    """
+    from chatflow.analysis.cli import statistics_table, write_outputs
+    from chatflow.analysis.performance_analyzer import AnalysisError, PerformanceAnalyzer
+
+    print(f"\nMetrics: {writer.path} ({writer.rows_written:,} rows)")
+    try:
+        analysis = PerformanceAnalyzer().analyze(writer.path)
+        print(statistics_table(analysis))
+        written = write_outputs(analysis, directory, writer.path.stem, run=run_figures(result))
+    except (AnalysisError, OSError) as exc:
+        print(f"Warning: no analysis of the metrics: {exc}")
+        return
+    print("Files written:")
+    for path in written:
+        print(f"  {path}")
 
 
 if __name__ == "__main__":
