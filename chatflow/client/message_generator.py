@@ -44,17 +44,22 @@ class OutgoingMessage:
 
 
 def random_message(rng: random.Random, rooms: int, clock=now_ms) -> tuple[ChatMessage, int]:
-    """One message of SPEC §2.1's mix and its room: types 90/5/5, user and room uniform."""
-    user_id = rng.randint(1, 100_000)
+    """One message of SPEC §2.1's mix and its room: types 90/5/5, user and room uniform.
+
+    Uniform integers are drawn as ``int(random() * n)``: ``randint`` costs ten times
+    as much, and this runs once per message of the run.
+    """
+    draw = rng.random
+    user_id = 1 + int(draw() * 100_000)
     username = f"user{user_id}"
-    draw = rng.random()
-    if draw < 0.90:
-        message_type, text = MessageType.TEXT, rng.choice(CHAT_LINES)
-    elif draw < 0.95:
+    kind = draw()
+    if kind < 0.90:
+        message_type, text = MessageType.TEXT, CHAT_LINES[int(draw() * len(CHAT_LINES))]
+    elif kind < 0.95:
         message_type, text = MessageType.JOIN, f"{username} joined the chat"
     else:
         message_type, text = MessageType.LEAVE, f"{username} left the chat"
-    room = rng.randint(1, rooms)
+    room = 1 + int(draw() * rooms)
     return ChatMessage(user_id, username, text, clock(), message_type), room
 
 
