@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from chatflow.arguments import whole_number
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"
@@ -586,16 +588,6 @@ def connection_counts(text: str) -> list[int]:
     return counts
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.server_bench",
@@ -603,11 +595,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--connections", type=connection_counts, default=[64], metavar="N[,N...]",
                         help="client threads, one connection each; a list runs each (default 64)")
-    parser.add_argument("--messages", type=positive_int, default=200_000,
+    parser.add_argument("--messages", type=whole_number(1), default=200_000,
                         help="measured messages per run, split across the connections (default %(default)s)")
-    parser.add_argument("--warmup", type=positive_int, default=10_000,
+    parser.add_argument("--warmup", type=whole_number(1), default=10_000,
                         help="messages before the measured window, at least one per connection (default %(default)s)")
-    parser.add_argument("--runs", type=positive_int, default=3, help="runs per connection count (default %(default)s)")
+    parser.add_argument("--runs", type=whole_number(1), default=3, help="runs per connection count (default %(default)s)")
     parser.add_argument("--server-cmd", metavar="COMMAND",
                         help="benchmark this command instead of run_server.py; {port} is replaced by a free port, "
                              "without it the port is read from a 'listening on ws://HOST:PORT' line on stderr")

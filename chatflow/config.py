@@ -41,6 +41,9 @@ ECHO_LIMITS = ServerLimits(max_message_size=32 * MiB, send_buffer_high_water=32 
 #: How long shutdown waits for clients to complete the closing handshake.
 SHUTDOWN_GRACE = 2.0
 
+#: The health endpoint closes a connection idle (or mid-request) this long.
+HEALTH_IDLE_TIMEOUT = 10.0
+
 
 @dataclass(frozen=True)
 class ClientDefaults:

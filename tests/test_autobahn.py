@@ -1,17 +1,26 @@
-"""RFC 6455 conformance of the server's transport: Autobahn|Testsuite's quick set against ``--echo``.
+"""RFC 6455 conformance of both ends, by Autobahn|Testsuite's quick set.
 
-The echo mount is the chat server's own transport with the chat handler swapped for an
-echo, so what the suite judges here (framing, fragmentation, UTF-8, closing handshake) is
-what every chat client meets. The full set, with the 9.* limit cases and a comparison with
-other servers, is ``python -m bench.conformance`` (docs/conformance.md).
+The server: the suite's fuzzing client against ``run_server.py --echo``. The echo mount is
+the chat server's own transport with the chat handler swapped for an echo, so what the
+suite judges here (framing, fragmentation, UTF-8, closing handshake) is what every chat
+client meets.
 
-Deselect with ``-m "not autobahn"``; skipped only where the machine has no Python 2.7
-for wstest (the tool's setup.sh exits 3).
+The client: the suite's fuzzing server against ``bench/autobahn_echo_client.py``, an echo
+on ``ChatWebSocketClient`` with exactly the load runs' settings, so what is judged is the
+connection every sender thread uses.
+
+The full sets, with the 9.* limit cases and a comparison with other servers, are
+``python -m bench.conformance`` (docs/conformance.md).
+
+Deselect with ``-m "not autobahn"``. Skipped only where the machine has no Python 2.7 for
+wstest (the tool's setup.sh exits 3) and, for the client, where no private network
+namespace can be made for the suite's fuzzing server.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -27,6 +36,7 @@ TOOL = REPO.parent / "shared" / "tools" / "autobahn"
 QUICK_CASES = 247
 START_TIMEOUT = 15.0
 LISTENING = re.compile(r"listening on ws://127\.0\.0\.1:(\d+)")
+NO_NAMESPACE = "cannot create a private network namespace"
 
 #: Verdicts that conform to RFC 6455 (NON-STRICT and INFORMATIONAL: the RFC allows it).
 CONFORMANT = {"OK", "NON-STRICT", "INFORMATIONAL"}
@@ -61,16 +71,11 @@ def listening_port(server: subprocess.Popen, log_path: Path) -> int:
 
 @pytest.fixture
 def echo_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen, Path]]:
-    """``run_server.py --echo`` on free ports; its URL is read from its own listening line.
-
-    The log level is INFO because that line is logged at INFO; the echo mount logs
-    nothing per connection at that level.
-    """
+    """``run_server.py --echo`` on free ports; its URL is read from its own listening line."""
     log_path = tmp_path / "server.log"
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "run_server.py", "--echo", "--host", "127.0.0.1", "--port", "0",
-             "--health-port", "0", "--log-level", "INFO"],
+            [sys.executable, "run_server.py", "--echo", "--host", "127.0.0.1", "--port", "0", "--health-port", "0"],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=log,
         )
     try:
@@ -82,6 +87,15 @@ def echo_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen, Path]]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=10)
+
+
+def verdicts_of(reports: Path, agent: str, output: str) -> dict[str, str]:
+    """Each case's verdict, once every one of the quick set is known to have run."""
+    expected = (reports / "expected-cases.txt").read_text().split()
+    verdicts = {case: entry["behavior"] for case, entry in json.loads((reports / "index.json").read_text())[agent].items()}
+    assert len(expected) == QUICK_CASES, output
+    assert sorted(set(expected) - set(verdicts)) == [], "cases that never ran\n" + output
+    return verdicts
 
 
 @pytest.mark.autobahn
@@ -97,13 +111,33 @@ def test_echo_endpoint_conforms_to_rfc6455_quick_set(wstest, echo_server, tmp_pa
     # 0: nothing FAILED; 1: something FAILED or did not run, judged below. Anything else: wstest broke.
     assert run.returncode in (0, 1), output
 
-    expected = (reports / "expected-cases.txt").read_text().split()
-    verdicts = {case: entry["behavior"] for case, entry in json.loads((reports / "index.json").read_text())["chatflow-echo"].items()}
-    assert len(expected) == QUICK_CASES, output
-    assert sorted(set(expected) - set(verdicts)) == [], "cases that never ran\n" + output
+    verdicts = verdicts_of(reports, "chatflow-echo", output)
     failed = {case for case, verdict in verdicts.items() if verdict not in CONFORMANT}
     assert failed <= KNOWN_LIBRARY_FAILURES.keys(), f"unexpected failures {sorted(failed - KNOWN_LIBRARY_FAILURES.keys())}\n{output}"
 
     assert server.poll() is None, "the echo server died during the suite:\n" + log_path.read_text()[-3000:]
     errors = [line for line in log_path.read_text().splitlines() if " ERROR " in line or "Traceback" in line]
     assert errors == [], "\n".join(errors)
+
+
+@pytest.mark.autobahn
+@pytest.mark.timeout(600)
+def test_load_client_connection_conforms_to_rfc6455_quick_set(wstest, tmp_path):
+    reports = tmp_path / "reports"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
+    run = subprocess.run(
+        [str(TOOL / "run_fuzzingserver.sh"), "chatflow-client", "--quick", "--out", str(reports),
+         "--", sys.executable, "-m", "bench.autobahn_echo_client"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=540,
+    )
+    if run.returncode == 2 and NO_NAMESPACE in run.stderr:
+        pytest.skip(run.stderr.strip().splitlines()[-1])
+    client_log = reports / "client.log"
+    output = (run.stdout[-6000:] + run.stderr[-2000:]
+              + ("\nclient.log:\n" + client_log.read_text(errors="replace")[-3000:] if client_log.is_file() else ""))
+    # 0: every case ran, none FAILED, and the client exited 0.
+    assert run.returncode == 0, output
+
+    verdicts = verdicts_of(reports, "chatflow-client", output)
+    failed = sorted(case for case, verdict in verdicts.items() if verdict not in CONFORMANT)
+    assert failed == [], output

@@ -9,13 +9,13 @@ CSV (or ``--output-dir``). Bad input is one line on stderr and exit status 1.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from chatflow.arguments import seconds
 from chatflow.analysis.performance_analyzer import (DEFAULT_BUCKET_SECONDS, AnalysisError, AnalysisResult,
                                                     LatencyStats, PerformanceAnalyzer)
 from chatflow.analysis.report import format_ms, format_percent, format_rate, latency_cells, write_report
@@ -25,16 +25,6 @@ PROG = "chatflow-analysis"
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
 
 
-def _bucket_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value >= 0.001):
-        raise argparse.ArgumentTypeError(f"must be at least 0.001 seconds, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -42,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "With several files, their figures side by side and throughput curves on one chart.",
     )
     parser.add_argument("files", type=Path, nargs="+", metavar="FILE.csv", help="metrics CSV file(s)")
-    parser.add_argument("--bucket-seconds", type=_bucket_seconds, default=DEFAULT_BUCKET_SECONDS,
+    parser.add_argument("--bucket-seconds", type=seconds(0.001, allow_minimum=True), default=DEFAULT_BUCKET_SECONDS,
                         help="length of a throughput-over-time bucket (default %(default)g)")
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="where charts and reports go (default: the first CSV's directory)")

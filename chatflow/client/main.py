@@ -7,9 +7,9 @@ import logging
 import re
 import signal
 import sys
-import threading
 from pathlib import Path
 
+from chatflow.arguments import seconds, whole_number
 from chatflow.client.csv_writer import CsvWriter
 from chatflow.client.load_test import LoadTest, LoadTestConfig, RunResult
 from chatflow.client.local_server import LocalServer, LocalServerError
@@ -37,28 +37,6 @@ def server_url(text: str) -> str:
     return f"ws://{host}:{port}"
 
 
-def _count(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-    return parse
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < 3600:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     d = DEFAULTS
     parser = argparse.ArgumentParser(
@@ -71,21 +49,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the chat server (HOST:PORT or ws://HOST:PORT)")
     target.add_argument("--local", action="store_true",
                         help="start a ChatFlow server on free ports in a separate process, run against it, stop it")
-    parser.add_argument("--messages", type=_count(1), default=d.messages, help="total messages (default %(default)s)")
-    parser.add_argument("--warmup-threads", type=_count(0), default=d.warmup_threads,
+    parser.add_argument("--messages", type=whole_number(1), default=d.messages, help="total messages (default %(default)s)")
+    parser.add_argument("--warmup-threads", type=whole_number(0), default=d.warmup_threads,
                         help="warmup threads, 0 for no warmup (default %(default)s)")
-    parser.add_argument("--warmup-messages", type=_count(0), default=d.warmup_messages,
+    parser.add_argument("--warmup-messages", type=whole_number(0), default=d.warmup_messages,
                         help="messages per warmup thread (default %(default)s)")
-    parser.add_argument("--threads", type=_count(1), default=d.threads,
+    parser.add_argument("--threads", type=whole_number(1), default=d.threads,
                         help="main phase threads (default %(default)s)")
-    parser.add_argument("--timeout", type=_seconds, default=d.timeout,
+    parser.add_argument("--timeout", type=seconds(0, 3600), default=d.timeout,
                         help="seconds to wait for each reply (default %(default)s)")
-    parser.add_argument("--max-attempts", type=_count(1), default=d.max_attempts,
+    parser.add_argument("--max-attempts", type=whole_number(1), default=d.max_attempts,
                         help="attempts per message before it counts failed (default %(default)s)")
-    parser.add_argument("--rooms", type=_count(1), default=d.rooms,
+    parser.add_argument("--rooms", type=whole_number(1), default=d.rooms,
                         help="each thread picks a room in 1..N (default %(default)s)")
     parser.add_argument("--seed", type=int, default=None, help="seed for a reproducible message mix and rooms")
-    parser.add_argument("--probe-messages", type=_count(1), default=d.probe_messages,
+    parser.add_argument("--probe-messages", type=whole_number(1), default=d.probe_messages,
                         help="round trips measured before the run for Little's Law (default %(default)s)")
     parser.add_argument("--output-dir", type=Path, default=Path(d.output_dir),
                         help="where results are written (default %(default)s)")

@@ -27,7 +27,10 @@ def room_of(path: str, max_rooms: int = DEFAULT_MAX_ROOMS) -> int | str:
     match = _CHAT_PATH.fullmatch(path)
     if match is None:
         return f"Invalid endpoint. Use /chat/{{roomId}} where roomId is 1-{max_rooms}"
-    room = int(match.group(1))
+    # Compared as digits first: int() refuses strings of more than 4,300 digits, and
+    # a request line may hold 8,000.
+    digits = match.group(1).lstrip("0")
+    room = int(digits) if 0 < len(digits) <= len(str(max_rooms)) else 0
     if not 1 <= room <= max_rooms:
         return f"Invalid room number. Room must be between 1 and {max_rooms}"
     return room

@@ -8,6 +8,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from chatflow.config import HEALTH_IDLE_TIMEOUT
+
 log = logging.getLogger("chatflow.server.health")
 
 HEALTH_PATH = "/health"
@@ -51,17 +53,33 @@ class _HealthRequestHandler(BaseHTTPRequestHandler):
         if send_body:
             self.wfile.write(body)
 
+    def setup(self) -> None:
+        # A thread serves each connection; without a timeout a client that sends
+        # nothing (or keeps its connection alive and idle) holds its thread for ever.
+        self.timeout = self.server.idle_timeout
+        super().setup()
+
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.address_string(), format % args)
+
+
+class _HealthHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], idle_timeout: float) -> None:
+        self.idle_timeout = idle_timeout
+        super().__init__(address, _HealthRequestHandler)
 
 
 class HealthCheckServer:
     """``GET /health`` → 200 ``{"status":"healthy"}``; binds in ``start()``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, idle_timeout: float = HEALTH_IDLE_TIMEOUT) -> None:
         self.host = host
         self.port = port
-        self._httpd: ThreadingHTTPServer | None = None
+        #: A connection that has not sent a whole request for this long is closed.
+        self.idle_timeout = idle_timeout
+        self._httpd: _HealthHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -70,8 +88,7 @@ class HealthCheckServer:
         return self._httpd.server_address[:2]
 
     def start(self) -> None:
-        self._httpd = ThreadingHTTPServer((self.host, self.port), _HealthRequestHandler)
-        self._httpd.daemon_threads = True
+        self._httpd = _HealthHTTPServer((self.host, self.port), self.idle_timeout)
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="HealthCheckServer", daemon=True)
         self._thread.start()
 

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 
+from chatflow.arguments import port, seconds, whole_number
 from chatflow.config import (
     DEFAULT_CHAT_PORT,
     DEFAULT_HEALTH_PORT,
@@ -30,47 +31,17 @@ lifecycle_log = logging.getLogger("chatflow.server.lifecycle")
 PROG = "chatflow-server"
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0-65535 (0: any free port), not {port}")
-    return port
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="ChatFlow server: WebSocket chat on /chat/{roomId} and an HTTP health endpoint.",
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)")
-    parser.add_argument("--port", type=_port, default=DEFAULT_CHAT_PORT,
+    parser.add_argument("--port", type=port, default=DEFAULT_CHAT_PORT,
                         help="WebSocket port, 0 for any free port (default %(default)s)")
-    parser.add_argument("--health-port", type=_port, default=DEFAULT_HEALTH_PORT,
+    parser.add_argument("--health-port", type=port, default=DEFAULT_HEALTH_PORT,
                         help="HTTP health port, 0 for any free port (default %(default)s)")
-    parser.add_argument("--max-rooms", type=_positive_int, default=DEFAULT_MAX_ROOMS,
+    parser.add_argument("--max-rooms", type=whole_number(1), default=DEFAULT_MAX_ROOMS,
                         help="rooms are 1..N (default %(default)s)")
     parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -80,18 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
                              "with limits that admit 16 MiB messages: the endpoint a WebSocket "
                              "conformance suite (Autobahn|Testsuite) tests the transport with")
     limits = parser.add_argument_group("limits (defaults: chat / --echo)")
-    limits.add_argument("--max-message-size", type=_positive_int, metavar="BYTES",
+    limits.add_argument("--max-message-size", type=whole_number(1), metavar="BYTES",
                         help=f"larger messages close the connection with 1009 "
                              f"(default {ServerLimits().max_message_size} / {ECHO_LIMITS.max_message_size})")
-    limits.add_argument("--max-connections", type=_positive_int, metavar="N",
+    limits.add_argument("--max-connections", type=whole_number(1), metavar="N",
                         help=f"further handshakes get HTTP 503 (default {ServerLimits().max_connections})")
-    limits.add_argument("--handshake-timeout", type=_positive_float, metavar="SECONDS",
+    limits.add_argument("--handshake-timeout", type=seconds(), metavar="SECONDS",
                         help=f"(default {ServerLimits().handshake_timeout:g})")
-    limits.add_argument("--ping-interval", type=_positive_float, metavar="SECONDS",
+    limits.add_argument("--ping-interval", type=seconds(), metavar="SECONDS",
                         help=f"ping a connection silent this long (default {ServerLimits().ping_interval:g})")
-    limits.add_argument("--ping-timeout", type=_positive_float, metavar="SECONDS",
+    limits.add_argument("--ping-timeout", type=seconds(), metavar="SECONDS",
                         help=f"close it if the pong takes longer (default {ServerLimits().ping_timeout:g})")
-    limits.add_argument("--write-timeout", type=_positive_float, metavar="SECONDS",
+    limits.add_argument("--write-timeout", type=seconds(), metavar="SECONDS",
                         help=f"close a client that reads none of its replies this long "
                              f"(default {ServerLimits().write_timeout:g})")
     return parser
@@ -129,13 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
 
-    for name, server, port in (("WebSocket", websocket, args.port), ("health", health, args.health_port)):
+    for name, server, bound in (("WebSocket", websocket, args.port), ("health", health, args.health_port)):
         try:
             server.start()
         except OSError as exc:
             # strerror, not os.strerror(errno): a name lookup failure (gaierror) has
             # a negative errno that os.strerror calls "Unknown error".
-            print(f"{PROG}: error: cannot listen for {name} on {args.host}:{port}: {exc.strerror or exc}",
+            print(f"{PROG}: error: cannot listen for {name} on {args.host}:{bound}: {exc.strerror or exc}",
                   file=sys.stderr)
             websocket.stop()
             return 1

@@ -25,6 +25,7 @@ import threading
 import time
 from typing import Protocol as Interface
 
+from websockets.exceptions import InvalidHeader
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import SEND_EOF, State
 from websockets.server import ServerProtocol
@@ -39,6 +40,9 @@ TICK = 0.25
 
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 _OPEN, _CONNECTING = State.OPEN, State.CONNECTING
+#: accept() failures that say the process (or the system) is out of descriptors or
+#: memory, not that one client went wrong.
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class Handler(Interface):
@@ -55,6 +59,10 @@ class Handler(Interface):
     def on_binary(self, conn: Connection, data: bytes) -> None: ...
 
     def on_close(self, conn: Connection) -> None: ...
+
+
+def _unsupported_version(exc: Exception | None) -> bool:
+    return isinstance(exc, InvalidHeader) and exc.name == "Sec-WebSocket-Version"
 
 
 class Connection:
@@ -156,6 +164,11 @@ class Connection:
             response = protocol.reject(503, "Server at its connection limit, try again later.\n")
         else:
             response = protocol.accept(request)
+            if response.status_code == 400 and _unsupported_version(protocol.handshake_exc):
+                # RFC 6455 §4.4: say which version this server speaks, so that a client
+                # offering another one can retry with 13; the library answers a bare 400.
+                response = protocol.reject(426, f"Failed to open a WebSocket connection: {protocol.handshake_exc}.\n")
+                response.headers["Sec-WebSocket-Version"] = "13"
         protocol.send_response(response)
         if response.status_code != 101:
             log.debug("handshake from %s refused: %d", self.remote_address, response.status_code)
@@ -179,9 +192,13 @@ class Connection:
             if self._decoder is not None:
                 # Decoding each fragment as it comes fails invalid UTF-8 at once,
                 # not only when the last fragment arrives.
-                self._fragments.append(self._decoder.decode(frame.data, frame.fin))
+                part = self._decoder.decode(frame.data, frame.fin)
             else:
-                self._fragments.append(frame.data)
+                part = frame.data
+            # Empty fragments add nothing to the size limit's count: kept, a stream of
+            # them would grow this list without bound.
+            if part:
+                self._fragments.append(part)
             if frame.fin:
                 parts, self._fragments = self._fragments, []
                 decoder, self._decoder = self._decoder, None
@@ -325,6 +342,10 @@ class WebSocketServer:
         self._stop_requested = threading.Event()
         self._grace = SHUTDOWN_GRACE
         self._buffer = memoryview(bytearray(RECV_SIZE))
+        #: Out of descriptors: the listener is left out of the selector until the next tick.
+        self._accept_paused = False
+        #: Since the first failed accept() of a shortage: it is logged once, not per retry.
+        self._accept_failing = False
         #: The selector thread's clock, read once per wake-up, not once per message.
         self.now = time.monotonic()
 
@@ -370,6 +391,9 @@ class WebSocketServer:
                 now = self.now
                 if now >= next_tick:
                     next_tick = now + TICK
+                    if self._accept_paused:
+                        self._accept_paused = False
+                        self._selector.register(self._listener, selectors.EVENT_READ, None)
                     for conn in list(self._connections.values()):
                         conn.check_timers(now)
             self._shut_down()
@@ -402,11 +426,16 @@ class WebSocketServer:
             try:
                 sock, address = self._listener.accept()
             except (BlockingIOError, InterruptedError):
+                if self._accept_failing:
+                    self._accept_failing = False
+                    log.warning("accepting connections again: every waiting client was accepted")
                 return
             except OSError as exc:
-                # Out of file descriptors, or the client reset before accept():
-                # the listener stays up, the client may retry.
-                log.warning("accept failed: %s", exc)
+                if exc.errno in _OUT_OF_RESOURCES:
+                    self._pause_accepting(exc)
+                else:
+                    # The client reset before accept(): the listener stays up.
+                    log.warning("accept failed: %s", exc)
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -414,6 +443,19 @@ class WebSocketServer:
             self._connections[conn.fd] = conn
             self._selector.register(sock, selectors.EVENT_READ, conn)
             log.debug("accepted %s", address)
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Out of descriptors: retry at the next tick, not at once.
+
+        The waiting clients keep the listener readable, so retrying at once spins
+        this thread (and floods the log) until a descriptor frees up; the clients
+        wait in the backlog meanwhile, and the connections already open are served.
+        """
+        self._selector.unregister(self._listener)
+        self._accept_paused = True
+        if not self._accept_failing:
+            self._accept_failing = True
+            log.warning("accept failed: %s; retrying every %g s until descriptors free up", exc, TICK)
 
     def _drain_wakeup(self) -> None:
         try:
@@ -424,7 +466,8 @@ class WebSocketServer:
 
     def _shut_down(self) -> None:
         """Stop accepting, say 1001 to everyone, and wait (bounded) for the answers."""
-        self._selector.unregister(self._listener)
+        if not self._accept_paused:
+            self._selector.unregister(self._listener)
         self._listener.close()
         for conn in list(self._connections.values()):
             if conn.protocol.state is _OPEN:
