@@ -237,6 +237,10 @@ class LoadTest:
         generator = MessageGenerator(config.messages, messages, self.stop, config.rooms, config.seed)
         cpu = _CpuMeter(self.server_pid)
         generator.start()
+        # As the Java original, which makes its messages before sending: the senders
+        # start on a full queue, and never wait for the generator.
+        while not generator.primed.wait(0.1) and not self.stop.is_set():
+            pass
         try:
             for plan in plans:
                 if self.stop.is_set():

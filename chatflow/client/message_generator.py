@@ -82,18 +82,27 @@ class MessageGenerator(threading.Thread):
         self.rng = random.Random(seed)
         #: Messages made and queued so far; only this thread writes it.
         self.generated = 0
+        #: Set once the queue is first full (or every message is made).
+        self.primed = threading.Event()
 
     def run(self) -> None:
+        try:
+            self._produce()
+        finally:
+            self.primed.set()
+
+    def _produce(self) -> None:
         rng, rooms, out, stop = self.rng, self.rooms, self.out, self.stop
-        refill_below = out.maxsize // 2
+        refill_below = out.maxsize * 3 // 4
         for _ in range(self.total):
             # Checked every time, not only when the queue is full: senders that fail
             # fast keep making room, and a stopped run must stop producing.
             if stop.is_set():
                 return
             if out.full():
-                # Wait until half the queue is gone, then refill it in one go: waking
-                # for every free slot would cost a GIL handoff per message.
+                self.primed.set()
+                # Wait until a quarter of the queue is gone, then refill it in one go:
+                # waking for every free slot would cost a GIL handoff per message.
                 while out.qsize() > refill_below:
                     if stop.wait(REFILL_WAIT):
                         return
