@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from chatflow.client.message_generator import CHAT_LINES, QUEUE_SIZE, MessageGenerator, OutgoingMessage
+from chatflow.client.message_generator import CHAT_LINES, MessageGenerator, OutgoingMessage
 from chatflow.message_handler import handle_text
 from chatflow.models import MessageType
 from chatflow.timestamps import now_ms, parse_instant
@@ -31,7 +31,7 @@ PAYLOAD = re.compile(
 
 def generate(total: int, seed: int | None, rooms: int = ROOMS) -> list[OutgoingMessage]:
     """Run a generator thread to its end, consuming as a sender would."""
-    out: queue.Queue[OutgoingMessage] = queue.Queue(QUEUE_SIZE)
+    out: queue.SimpleQueue[OutgoingMessage] = queue.SimpleQueue()
     generator = MessageGenerator(total, out, threading.Event(), rooms, seed)
     generator.start()
     items = [out.get(timeout=10) for _ in range(total)]
@@ -141,9 +141,9 @@ def test_same_seed_gives_the_same_messages_and_another_seed_others() -> None:
 
 def test_queue_stays_bounded_when_nobody_takes_and_stop_ends_the_generator() -> None:
     bound = 100
-    out: queue.Queue[OutgoingMessage] = queue.Queue(bound)
+    out: queue.SimpleQueue[OutgoingMessage] = queue.SimpleQueue()
     stop = threading.Event()
-    generator = MessageGenerator(SAMPLE, out, stop, ROOMS, SEED)
+    generator = MessageGenerator(SAMPLE, out, stop, ROOMS, SEED, capacity=bound)
     generator.start()
     try:
         wait_until(lambda: generator.generated == bound, message="the generator filled the queue")
@@ -160,9 +160,9 @@ def test_queue_stays_bounded_when_nobody_takes_and_stop_ends_the_generator() -> 
 
 def test_stop_ends_the_generator_while_someone_still_takes() -> None:
     bound = 100
-    out: queue.Queue[OutgoingMessage] = queue.Queue(bound)
+    out: queue.SimpleQueue[OutgoingMessage] = queue.SimpleQueue()
     stop = threading.Event()
-    generator = MessageGenerator(SAMPLE, out, stop, ROOMS, SEED)
+    generator = MessageGenerator(SAMPLE, out, stop, ROOMS, SEED, capacity=bound)
     generator.start()
     try:
         for _ in range(500):

@@ -19,7 +19,7 @@ import psutil
 
 from chatflow.client.chat_websocket_client import ChatWebSocketClient, ConnectFailed, ConnectionClosed, ReplyTimeout
 from chatflow.client.littles_law import Prediction, predict, with_result
-from chatflow.client.message_generator import QUEUE_SIZE, MessageGenerator, random_message
+from chatflow.client.message_generator import MessageGenerator, random_message
 from chatflow.client.message_sender import CANCELLED, MessageSender, Recorder, RetryPolicy, SenderStats, is_success
 from chatflow import wire
 from chatflow.config import ClientDefaults
@@ -233,7 +233,7 @@ class LoadTest:
         if on_probe is not None:
             on_probe(result.round_trip_s, list(predictions.values()))
 
-        messages: queue.Queue = queue.Queue(QUEUE_SIZE)
+        messages: queue.SimpleQueue = queue.SimpleQueue()
         generator = MessageGenerator(config.messages, messages, self.stop, config.rooms, config.seed)
         cpu = _CpuMeter(self.server_pid)
         generator.start()
@@ -259,7 +259,7 @@ class LoadTest:
             result.last_error = next((s.last_error for s in reversed(self._senders) if s.last_error), "")
         return result
 
-    def _run_phase(self, plan: PhasePlan, messages: queue.Queue) -> PhaseResult:
+    def _run_phase(self, plan: PhasePlan, messages: queue.SimpleQueue) -> PhaseResult:
         config = self.config
         senders = []
         for quota in plan.quotas:
@@ -283,7 +283,7 @@ class LoadTest:
         return PhaseResult(plan.name, plan.threads, plan.messages, stats, duration)
 
 
-def _drain(messages: queue.Queue) -> int:
+def _drain(messages: queue.SimpleQueue) -> int:
     """Messages generated but never taken by a sender (a stopped run)."""
     count = 0
     while True:

@@ -90,7 +90,7 @@ class MessageSender:
         self,
         url: str,
         room: int,
-        messages: queue.Queue[OutgoingMessage],
+        messages: queue.SimpleQueue[OutgoingMessage],
         quota: int,
         stop: threading.Event,
         timeout: float = 1.0,
