@@ -1,0 +1,585 @@
+"""The server against hostile clients: garbage handshakes, broken frames, floods, a
+client that stops reading, more clients than file descriptors, idle health connections;
+and each limit set through its run_server.py option (docs/reliability.md).
+
+Most tests run with a well-behaved bystander connected to the same server, which must
+still get its replies afterwards, and end by checking that what the hostile client held
+is given back: its socket on the server, and this process's threads and file
+descriptors. Frames are built and masked by hand here, so that they can be wrong in
+ways no WebSocket library would send.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import gc
+import os
+import re
+import resource
+import select
+import selectors
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import websocket
+
+from chatflow.config import KiB, ServerLimits
+from chatflow.server.chat_websocket_server import ChatWebSocketServer
+from chatflow.server.health_check_server import HealthCheckServer
+from chatflow.server.main import build_parser, limits_from
+from chatflow.server.websocket_server import RECV_SIZE, Connection, WebSocketServer
+from conftest import (
+    DEFAULT_TIMEOUT,
+    LOCALHOST,
+    REPO_ROOT,
+    STARTUP_TIMEOUT,
+    RunningServer,
+    StderrLines,
+    chat_message_json,
+    connect,
+    connected,
+    raw_handshake,
+    receive_close,
+    round_trip,
+    server_command,
+    server_process,
+    serving,
+    wait_until,
+)
+
+OPCODE_CONT, OPCODE_TEXT, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG = 0x0, 0x1, 0x8, 0x9, 0xA
+#: Short, so that the slow-client tests are quick; the bystander is never that slow.
+HANDSHAKE_TIMEOUT = 1.0
+WRITE_TIMEOUT = 2.0
+#: More than any response or run of frames these tests expect from the server.
+MAX_READ = 256 * KiB
+SAMPLE_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+# -- frames, by hand -----------------------------------------------------------------------
+
+
+def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0, masked: bool = True,
+                 announced_length: int | None = None) -> bytes:
+    """One client frame (RFC 6455 §5.2); every field can be set wrong on purpose.
+
+    ``announced_length`` puts another length in the header than the payload's.
+    """
+    length = len(payload) if announced_length is None else announced_length
+    header = bytearray([(0x80 if fin else 0) | rsv << 4 | opcode])
+    mask_bit = 0x80 if masked else 0
+    if length < 126:
+        header.append(mask_bit | length)
+    elif length < 1 << 16:
+        header += bytes([mask_bit | 126]) + length.to_bytes(2, "big")
+    else:
+        header += bytes([mask_bit | 127]) + length.to_bytes(8, "big")
+    if not masked:
+        return bytes(header) + payload
+    key = os.urandom(4)
+    repeated = (key * (len(payload) // 4 + 1))[: len(payload)]
+    masked_payload = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(len(payload), "big")
+    return bytes(header) + key + masked_payload
+
+
+class ServerFrames:
+    """Reads the server's (unmasked) frames off a raw socket, and its end."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+
+    def _fill(self, size: int) -> None:
+        while len(self.buffer) < size:
+            chunk = self.sock.recv(RECV_SIZE)
+            if not chunk:
+                raise AssertionError(f"connection ended inside a frame: {bytes(self.buffer[:64])!r}")
+            self.buffer += chunk
+
+    def next(self) -> tuple[int, bytes]:
+        """The next frame's opcode and payload."""
+        self._fill(2)
+        first, second = self.buffer[0], self.buffer[1]
+        assert not second & 0x80, "the server masked a frame"
+        assert first & 0x80, "the server fragmented a frame"
+        length, start = second & 0x7F, 2
+        if length == 126:
+            self._fill(4)
+            length, start = int.from_bytes(self.buffer[2:4], "big"), 4
+        elif length == 127:
+            self._fill(10)
+            length, start = int.from_bytes(self.buffer[2:10], "big"), 10
+        assert length <= MAX_READ, f"a frame of {length} bytes"
+        self._fill(start + length)
+        payload = bytes(self.buffer[start : start + length])
+        del self.buffer[: start + length]
+        return first & 0x0F, payload
+
+    def close_code(self, max_frames: int = 100) -> int:
+        """Skip to the server's close frame; its code."""
+        for _ in range(max_frames):
+            opcode, payload = self.next()
+            if opcode == OPCODE_CLOSE:
+                return int.from_bytes(payload[:2], "big")
+        raise AssertionError(f"no close frame among {max_frames} frames")
+
+    def ends(self) -> bool:
+        """True once the server has ended the TCP stream (EOF or reset), after nothing more."""
+        try:
+            rest = self.sock.recv(MAX_READ)
+        except ConnectionResetError:
+            return True
+        assert rest == b"", f"more after the end: {rest[:64]!r}"
+        return True
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    """Everything the server sends until it ends the stream (EOF, or a reset)."""
+    data = bytearray()
+    try:
+        while chunk := sock.recv(RECV_SIZE):
+            data += chunk
+            assert len(data) <= MAX_READ, "the server does not stop sending"
+    except ConnectionResetError:
+        pass
+    return bytes(data)
+
+
+# -- what a hostile client holds, and what it must give back -------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Held:
+    """What the in-process server and this process hold: the counts that must not leak."""
+
+    connections: int
+    threads: int
+    fds: int
+
+    def within(self, baseline: Held) -> bool:
+        """Nothing more than at the baseline. Fewer threads or descriptors is someone
+        else's cleanup (an earlier test's garbage collected), not this test's leak."""
+        return (self.connections == baseline.connections and self.threads <= baseline.threads
+                and self.fds <= baseline.fds)
+
+
+def held(server: WebSocketServer) -> Held:
+    return Held(server.connection_count, threading.active_count(), len(os.listdir("/proc/self/fd")))
+
+
+def baseline_of(server: WebSocketServer) -> Held:
+    """What is held now, after collecting garbage that still holds sockets open."""
+    gc.collect()
+    return held(server)
+
+
+@dataclasses.dataclass
+class Arena:
+    """A chat server with a bystander connected, and what they held before the test."""
+
+    running: RunningServer
+    bystander: websocket.WebSocket
+    baseline: Held
+
+    @property
+    def port(self) -> int:
+        return self.running.port
+
+    def assert_recovered(self) -> None:
+        """Everything given back, and the bystander still answered."""
+        server = self.running.server
+        wait_until(lambda: held(server).within(self.baseline), message=f"back to {self.baseline}",
+                   describe=lambda: held(server))
+        reply = round_trip(self.bystander, chat_message_json(userId=4242))
+        assert (reply["status"], reply["userId"]) == ("success", 4242)
+
+
+@pytest.fixture
+def arena() -> Iterator[Arena]:
+    with serving(ChatWebSocketServer(), ServerLimits(handshake_timeout=HANDSHAKE_TIMEOUT)) as running:
+        with connected(f"{running.url}/chat/1") as bystander:
+            assert round_trip(bystander, chat_message_json())["status"] == "success"
+            yield Arena(running, bystander, baseline_of(running.server))
+
+
+# -- the opening handshake -------------------------------------------------------------------
+
+
+def handshake_request(key: str | None = SAMPLE_KEY, version: str | None = "13", extra: str = "") -> bytes:
+    lines = ["GET /chat/2 HTTP/1.1", f"Host: {LOCALHOST}", "Upgrade: websocket", "Connection: Upgrade"]
+    if key is not None:
+        lines.append(f"Sec-WebSocket-Key: {key}")
+    if version is not None:
+        lines.append(f"Sec-WebSocket-Version: {version}")
+    return ("\r\n".join(lines) + "\r\n" + extra + "\r\n").encode()
+
+
+HANDSHAKE_GARBAGE = {
+    # A TLS ClientHello's first bytes, then every byte value: not a request line at all.
+    "non-HTTP bytes": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)) * 4, False, None),
+    "request line then EOF": (b"GET /chat/2 HTTP/1.1\r\n", True, None),
+    "no Sec-WebSocket-Key": (handshake_request(key=None), False, 400),
+    "key of 5 bytes": (handshake_request(key="c2hvcnQ="), False, 400),
+    "key not base64": (handshake_request(key="not base64 at all!"), False, 400),
+    "Sec-WebSocket-Version 12": (handshake_request(version="12"), False, 426),
+    "one header of 100 KB": (handshake_request(extra=f"X-Filler: {'a' * 100_000}\r\n"), False, 431),
+    "100 KB of headers": (handshake_request(extra="".join(f"X-Filler-{n}: {'a' * 800}\r\n" for n in range(125))),
+                          False, 431),
+}
+
+
+@pytest.mark.parametrize(("request_bytes", "half_close", "status"), HANDSHAKE_GARBAGE.values(),
+                         ids=HANDSHAKE_GARBAGE.keys())
+def test_garbage_handshake_is_refused_and_released(arena: Arena, request_bytes: bytes, half_close: bool,
+                                                   status: int | None) -> None:
+    with socket.create_connection((LOCALHOST, arena.port), timeout=DEFAULT_TIMEOUT) as sock:
+        sock.sendall(request_bytes)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        response = read_to_end(sock)
+    if status is None:
+        # Nothing that could be answered in HTTP: the server just ends the stream.
+        assert response == b""
+    else:
+        head = response.split(b"\r\n\r\n", 1)[0].decode()
+        assert re.match(rf"HTTP/1\.1 {status} ", head), head
+        assert "\r\nConnection: close" in head
+        if status == 426:
+            assert "\r\nSec-WebSocket-Version: 13" in head
+    arena.assert_recovered()
+
+
+def test_slowloris_handshake_is_dropped_at_the_handshake_timeout(arena: Arena) -> None:
+    """A client that keeps sending, a byte at a time, still gets only the handshake timeout."""
+    request = handshake_request()
+    started = time.monotonic()
+    dropped = False
+    with socket.create_connection((LOCALHOST, arena.port), timeout=DEFAULT_TIMEOUT) as sock:
+        # At 20 bytes a second the whole request would take about 8 s.
+        for byte in request:
+            try:
+                sock.send(bytes([byte]))
+                readable, _, _ = select.select([sock], [], [], 0.05)
+                if readable:
+                    dropped = sock.recv(MAX_READ) == b""
+            except (BrokenPipeError, ConnectionResetError):
+                dropped = True
+            if dropped:
+                break
+    assert dropped, "the whole request was trickled in without the server ending it"
+    assert time.monotonic() - started >= HANDSHAKE_TIMEOUT
+    arena.assert_recovered()
+
+
+def test_room_number_of_5000_digits_is_out_of_range_not_an_internal_error(arena: Arena) -> None:
+    # int() refuses strings this long: the room must still be refused as out of range.
+    with connected(f"{arena.running.url}/chat/{'7' * 5000}") as ws:
+        assert receive_close(ws) == (1003, "Invalid room number. Room must be between 1 and 20")
+    arena.assert_recovered()
+
+
+# -- frames ------------------------------------------------------------------------------------------
+
+MESSAGE = chat_message_json().encode()
+BAD_FRAMES = {
+    "unmasked": (client_frame(OPCODE_TEXT, MESSAGE, masked=False), 1002),
+    "reserved bit set": (client_frame(OPCODE_TEXT, MESSAGE, rsv=0b100), 1002),
+    "unknown data opcode 0x3": (client_frame(0x3, MESSAGE), 1002),
+    "unknown control opcode 0xB": (client_frame(0xB, b"?"), 1002),
+    "ping of 126 bytes": (client_frame(OPCODE_PING, b"p" * 126), 1002),
+    # Only the header: the close must come without waiting for 2^62 bytes.
+    "length of 2^62": (client_frame(OPCODE_TEXT, announced_length=1 << 62), 1009),
+    "UTF-16 surrogate in UTF-8": (client_frame(OPCODE_TEXT, b'{"message":"\xed\xa0\x80"}'), 1007),
+    "last fragment ends inside a character": (
+        client_frame(OPCODE_TEXT, b'{"message":"caf', fin=False) + client_frame(OPCODE_CONT, b"\xc3", fin=True),
+        1007,
+    ),
+}
+
+
+@pytest.mark.parametrize(("frames", "code"), BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
+def test_bad_frame_closes_with_its_code_and_is_released(arena: Arena, frames: bytes, code: int) -> None:
+    with raw_handshake(arena.port, "/chat/2") as sock:
+        sock.sendall(frames)
+        reader = ServerFrames(sock)
+        assert reader.close_code() == code
+        assert reader.ends()
+    arena.assert_recovered()
+
+
+def test_fragments_with_a_ping_between_are_one_message_with_one_reply(arena: Arena) -> None:
+    text = chat_message_json(message="three fragments, one message").encode()
+    with raw_handshake(arena.port, "/chat/2") as sock:
+        sock.sendall(client_frame(OPCODE_TEXT, text[:20], fin=False)
+                     + client_frame(OPCODE_PING, b"between")
+                     + client_frame(OPCODE_CONT, text[20:40], fin=False)
+                     + client_frame(OPCODE_CONT, text[40:], fin=True)
+                     + client_frame(OPCODE_TEXT, chat_message_json(userId=2).encode()))
+        reader = ServerFrames(sock)
+        assert reader.next() == (OPCODE_PONG, b"between")
+        opcode, reply = reader.next()
+        assert opcode == OPCODE_TEXT
+        assert b'"message":"three fragments, one message"' in reply
+        assert reply.endswith(b'"status":"success"}')
+        # The next reply is the next message's: the fragments got exactly one.
+        assert reader.next()[1].startswith(b'{"userId":2,')
+        sock.sendall(client_frame(OPCODE_CLOSE, (1000).to_bytes(2, "big")))
+        assert reader.close_code() == 1000
+        assert reader.ends()
+    arena.assert_recovered()
+
+
+def test_ping_flood_gets_every_pong_in_order_and_the_connection_still_chats(arena: Arena) -> None:
+    pings = 1000
+    with raw_handshake(arena.port, "/chat/2") as sock:
+        sock.sendall(b"".join(client_frame(OPCODE_PING, n.to_bytes(2, "big")) for n in range(pings)))
+        reader = ServerFrames(sock)
+        for n in range(pings):
+            assert reader.next() == (OPCODE_PONG, n.to_bytes(2, "big"))
+        sock.sendall(client_frame(OPCODE_TEXT, chat_message_json(userId=3).encode()))
+        opcode, reply = reader.next()
+        assert opcode == OPCODE_TEXT and reply.startswith(b'{"userId":3,') and reply.endswith(b'"success"}')
+    arena.assert_recovered()
+
+
+def connections_on(server: WebSocketServer, path: str) -> list[Connection]:
+    """The server's side of the connections on ``path``, for what only it can show."""
+    return [conn for conn in list(server._connections.values()) if conn.path == path]
+
+
+def test_stream_of_empty_fragments_holds_no_memory_and_the_message_still_completes(arena: Arena) -> None:
+    """Empty fragments count nothing towards the size limit, so they must cost nothing."""
+    text = chat_message_json(message="after many empty fragments").encode()
+    empties = 100_000
+    with raw_handshake(arena.port, "/chat/2") as sock:
+        reader = ServerFrames(sock)
+        sock.sendall(client_frame(OPCODE_TEXT, text[:10], fin=False))
+        sock.sendall(client_frame(OPCODE_CONT, fin=False) * empties)
+        # The pong says the server has read every fragment before it.
+        sock.sendall(client_frame(OPCODE_PING, b"sync"))
+        assert reader.next() == (OPCODE_PONG, b"sync")
+        [conn] = connections_on(arena.running.server, "/chat/2")
+        assert len(conn._fragments) <= 1
+        sock.sendall(client_frame(OPCODE_CONT, text[10:], fin=True))
+        opcode, reply = reader.next()
+        assert opcode == OPCODE_TEXT and b'"message":"after many empty fragments"' in reply
+    arena.assert_recovered()
+
+
+# -- a client that stops reading ---------------------------------------------------------------------
+
+
+#: Bounded in bytes, far beyond what the kernel buffers of both sides hold.
+FLOOD_BYTES = 64 * 1024 * KiB
+STUCK_CLIENT_MESSAGES = {
+    "1 KiB chat messages": chat_message_json(message="m" * 500, padding="p" * 400),
+    # A 7-byte frame whose error reply is 166 bytes: the most reply per byte read.
+    "1-byte garbage": "x",
+}
+
+
+@pytest.mark.parametrize("text", STUCK_CLIENT_MESSAGES.values(), ids=STUCK_CLIENT_MESSAGES.keys())
+def test_client_that_stops_reading_is_bounded_then_dropped_while_others_are_served(text: str) -> None:
+    """It sends messages as fast as it can and reads none of the replies.
+
+    The server buffers its replies up to the high-water mark (plus the replies to the
+    one read that crossed it), then stops reading from it, serves everyone else as
+    before, and drops it when nothing could be written to it for the write timeout.
+    """
+    limits = ServerLimits(write_timeout=WRITE_TIMEOUT)
+    frame = client_frame(OPCODE_TEXT, text.encode())
+    batch = frame * max(1, 64 * KiB // len(frame))
+    with serving(ChatWebSocketServer(), limits) as running, connected(f"{running.url}/chat/1") as bystander:
+        server = running.server
+        bystander.send(text)
+        reply_size = len(bystander.recv().encode())
+        reply_frame_size = reply_size + (2 if reply_size < 126 else 4)
+        # One read of RECV_SIZE bytes holds this many messages, at most; each gets its reply.
+        bound = limits.send_buffer_high_water + (RECV_SIZE // len(frame) + 1) * reply_frame_size
+        baseline = baseline_of(server)
+
+        stuck = raw_handshake(running.port, "/chat/3")
+        stuck.settimeout(WRITE_TIMEOUT * 10)
+        sent, send_error = 0, []
+
+        def flood() -> None:
+            nonlocal sent
+            try:
+                while sent < FLOOD_BYTES:
+                    stuck.sendall(batch)
+                    sent += len(batch)
+            except OSError as exc:
+                send_error.append(exc)
+
+        flooder = threading.Thread(target=flood, name="stuck-client", daemon=True)
+        flooder.start()
+        [conn] = wait_until(lambda: connections_on(server, "/chat/3"))
+        most_buffered, reading_stopped, round_trips = 0, False, 0
+        deadline = time.monotonic() + WRITE_TIMEOUT + 30
+        while not conn.released and time.monotonic() < deadline:
+            most_buffered = max(most_buffered, conn._out_size)
+            reading_stopped |= not conn._interest & selectors.EVENT_READ
+            reply = round_trip(bystander, chat_message_json(userId=round_trips + 1))
+            assert (reply["status"], reply["userId"]) == ("success", round_trips + 1)
+            round_trips += 1
+        flooder.join(DEFAULT_TIMEOUT)
+        stuck.close()
+
+        assert conn.released, f"not dropped within {WRITE_TIMEOUT + 30:g} s"
+        assert reading_stopped, f"the server never stopped reading it ({sent} bytes sent)"
+        assert 0 < most_buffered <= bound
+        assert round_trips > 0
+        # It was dropped, not let finish: its sends end in a reset.
+        assert not flooder.is_alive() and sent < FLOOD_BYTES
+        assert [exc.errno for exc in send_error] in ([errno.ECONNRESET], [errno.EPIPE])
+        wait_until(lambda: held(server).within(baseline), describe=lambda: held(server))
+
+
+# -- out of file descriptors ---------------------------------------------------------------------------
+
+
+@contextmanager
+def server_with_fd_limit(limit: int, *args: str) -> Iterator[tuple[subprocess.Popen, StderrLines, int]]:
+    """``run_server.py`` on free ports with RLIMIT_NOFILE set to ``limit``, and its chat port."""
+
+    def lower_fd_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    process = subprocess.Popen(
+        server_command("--host", LOCALHOST, "--port", "0", "--health-port", "0", *args),
+        cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lower_fd_limit,
+    )
+    stderr = StderrLines()
+    reader = threading.Thread(target=stderr.follow, args=(process.stderr,), name="server-stderr", daemon=True)
+    reader.start()
+    try:
+        port = int(stderr.wait_for(re.compile(r"listening on ws://.*:(\d+)$"), STARTUP_TIMEOUT).group(1))
+        yield process, stderr, port
+    finally:
+        process.kill()
+        process.wait(DEFAULT_TIMEOUT)
+        reader.join(DEFAULT_TIMEOUT)
+        process.stderr.close()
+
+
+def test_out_of_file_descriptors_waits_for_them_without_spinning_and_keeps_serving() -> None:
+    """More clients than the process has descriptors for: the open connections are
+    served, the rest wait in the backlog until descriptors free up, and the server
+    does not retry accept() in a tight loop (which logged a warning per try)."""
+    fd_limit, strays = 32, 60
+    with server_with_fd_limit(fd_limit, "--handshake-timeout", "1") as (process, stderr, port):
+        url = f"ws://{LOCALHOST}:{port}/chat/1"
+        with connected(url) as bystander:
+            assert round_trip(bystander, chat_message_json())["status"] == "success"
+            waiting = [socket.create_connection((LOCALHOST, port), timeout=DEFAULT_TIMEOUT) for _ in range(strays)]
+            try:
+                wait_until(lambda: "Too many open files" in stderr.text, describe=lambda: stderr.lines[-10:])
+                assert round_trip(bystander, chat_message_json(userId=2))["userId"] == 2
+                # Each stray is accepted when a descriptor frees up, then dropped at its
+                # handshake timeout, which frees the descriptor for the next.
+                for sock in waiting:
+                    readable, _, _ = select.select([sock], [], [], 20)
+                    assert readable, "a client never accepted"
+                    assert read_to_end(sock) == b""
+            finally:
+                for sock in waiting:
+                    sock.close()
+            wait_until(lambda: "accepting connections again" in stderr.text, describe=lambda: stderr.lines[-10:])
+            with connected(url) as newcomer:
+                assert round_trip(newcomer, chat_message_json(userId=3))["userId"] == 3
+            assert round_trip(bystander, chat_message_json(userId=4))["userId"] == 4
+        failures = [line for line in stderr.lines if "accept failed" in line]
+        assert 1 <= len(failures) <= 3, "\n".join(failures[:10])
+        assert process.poll() is None
+
+
+# -- the health endpoint ---------------------------------------------------------------------------------
+
+
+def test_idle_health_connections_are_closed_and_their_threads_end() -> None:
+    """The health endpoint runs a thread per connection: an idle one must not keep it."""
+    health = HealthCheckServer(LOCALHOST, 0, idle_timeout=HANDSHAKE_TIMEOUT)
+    health.start()
+    try:
+        threads_before = threading.active_count()
+        idle = [socket.create_connection(health.address, timeout=DEFAULT_TIMEOUT) for _ in range(5)]
+        try:
+            idle[0].sendall(b"GET /hea")  # and one that stops mid-request
+            for sock in idle:
+                assert read_to_end(sock) == b""
+        finally:
+            for sock in idle:
+                sock.close()
+        wait_until(lambda: threading.active_count() == threads_before, describe=threading.active_count)
+        with socket.create_connection(health.address, timeout=DEFAULT_TIMEOUT) as sock:
+            sock.sendall(f"GET /health HTTP/1.1\r\nHost: {LOCALHOST}\r\nConnection: close\r\n\r\n".encode())
+            assert read_to_end(sock).endswith(b'{"status":"healthy"}')
+    finally:
+        health.stop()
+
+
+# -- limits as run_server.py options --------------------------------------------------------------------
+
+
+def test_every_limit_is_an_option_that_shows_its_default() -> None:
+    defaults = ServerLimits()
+    assert limits_from(build_parser().parse_args([])) == defaults
+    help_text = " ".join(build_parser().format_help().split())
+    for option, value in [
+        ("--max-message-size", defaults.max_message_size),
+        ("--max-connections", defaults.max_connections),
+        ("--handshake-timeout", defaults.handshake_timeout),
+        ("--ping-interval", defaults.ping_interval),
+        ("--ping-timeout", defaults.ping_timeout),
+        ("--write-timeout", defaults.write_timeout),
+    ]:
+        assert re.search(rf"{option} \S+ [^(]*\(default {value:g}\b", help_text), option
+
+
+def test_max_connections_option_refuses_with_503() -> None:
+    with server_process("--max-connections", "1") as server:
+        with connected(f"{server.url}/chat/1") as first:
+            with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+                connect(f"{server.url}/chat/2")
+            assert refused.value.status_code == 503
+            assert round_trip(first, chat_message_json())["status"] == "success"
+
+
+def test_handshake_timeout_option_drops_a_silent_client() -> None:
+    with server_process("--handshake-timeout", "0.5") as server:
+        with socket.create_connection((LOCALHOST, server.chat_port), timeout=DEFAULT_TIMEOUT) as silent:
+            silent.sendall(b"GET /chat/1 HTTP/1.1\r\n")
+            # Well before the default 10 s: the option took effect.
+            assert read_to_end(silent) == b""
+
+
+def test_ping_options_close_a_client_that_never_answers_with_1011() -> None:
+    with server_process("--ping-interval", "0.3", "--ping-timeout", "0.3") as server:
+        with raw_handshake(server.chat_port, "/chat/1") as silent:
+            reader = ServerFrames(silent)
+            assert reader.next()[0] == OPCODE_PING
+            assert reader.close_code() == 1011
+            assert reader.ends()
+
+
+def test_write_timeout_option_drops_a_client_that_reads_nothing() -> None:
+    frame = client_frame(OPCODE_TEXT, chat_message_json(message="m" * 500).encode())
+    with server_process("--write-timeout", "1") as server:
+        with raw_handshake(server.chat_port, "/chat/1") as stuck:
+            stuck.setblocking(False)
+            # Send until the kernel's buffers on both sides are full; then the server's
+            # sends fail, and once the timeout passes it resets the connection.
+            deadline = time.monotonic() + 60
+            with pytest.raises((ConnectionResetError, BrokenPipeError)):
+                while time.monotonic() < deadline:
+                    try:
+                        stuck.send(frame)
+                    except BlockingIOError:
+                        select.select([], [stuck], [], 0.1)
