@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -86,6 +87,18 @@ def test_local_run_prints_the_summary_and_ends_ok(tmp_path: Path) -> None:
     assert (figure(out, "Connections opened"), figure(out, "Reconnections")) == (6, 0)
     # The local server ran as its own process and left its log in the output directory.
     assert "listening on ws://" in (tmp_path / "server.log").read_text()
+    # One metrics row per message, then the statistics, the report and the charts.
+    [csv] = tmp_path.glob("metrics_*.csv")
+    rows = csv.read_text().splitlines()
+    assert rows[0] == "timestamp,messageType,latency,statusCode,roomId,final"
+    assert len(rows) == 1 + 3_000 and all(row.endswith(",1") and ",success," in row for row in rows[1:])
+    assert re.search(r"^Aggregated\s+3,000\s+0\s", out, re.MULTILINE), out
+    report = json.loads(csv.with_name(csv.stem + "_report.json").read_text())
+    assert report["analysis"]["messages"] == report["run"]["summary"]["successful"] == 3_000
+    assert report["run"]["littles_law"][0]["phase"] == "warmup"
+    assert csv.with_name(csv.stem + "_report.md").read_text().startswith("# ")
+    for chart in ("throughput", "latency", "rooms"):
+        assert csv.with_name(f"{csv.stem}_{chart}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.timeout(60)
