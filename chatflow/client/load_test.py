@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -93,6 +94,8 @@ class RunResult:
     wall_s: float = 0.0
     client_cpu_s: float | None = None
     server_cpu_s: float | None = None
+    #: This process's peak resident memory when the run ended (before any analysis).
+    client_peak_rss_mib: float | None = None
     interrupted: bool = False
     unreachable: str | None = None
     last_error: str = ""
@@ -255,6 +258,7 @@ class LoadTest:
             result.generated = generator.generated
             result.unsent = _drain(messages)
             result.client_cpu_s, result.server_cpu_s = cpu.read()
+            result.client_peak_rss_mib = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
             result.wall_s = time.monotonic() - started
             result.last_error = next((s.last_error for s in reversed(self._senders) if s.last_error), "")
         return result

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import resource
-
 from chatflow.client.littles_law import Prediction
 from chatflow.client.load_test import RunResult
 
 RULE = "=" * 72
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def format_predictions(round_trip_s: float, predictions: list[Prediction]) -> str:
@@ -55,7 +48,8 @@ def format_summary(result: RunResult) -> str:
         if result.server_cpu_s is not None:
             cpu += f", server {result.server_cpu_s / done * 1e6:.1f} µs"
         add(f"{'CPU per message':<26}{cpu}")
-    add(f"{'Client peak RSS':<26}{peak_rss_mib():.0f} MiB")
+    if result.client_peak_rss_mib is not None:
+        add(f"{'Client peak RSS':<26}{result.client_peak_rss_mib:.0f} MiB (during the run)")
     if result.predictions and result.round_trip_s:
         lines += ["", f"Little's Law (W = {result.round_trip_s * 1000:.3f} ms on one idle connection)",
                   f"  {'phase':<8}{'threads':>8}{'predicted':>14}{'actual':>12}{'actual/pred':>13}"
@@ -107,7 +101,7 @@ def run_figures(result: RunResult) -> dict:
         if result.client_cpu_s is not None and done else None,
         "server_cpu_us_per_message": round(result.server_cpu_s / done * 1e6, 1)
         if result.server_cpu_s is not None and done else None,
-        "client_peak_rss_mib": round(peak_rss_mib(), 1),
+        "client_peak_rss_mib": result.client_peak_rss_mib,
         "interrupted": result.interrupted,
         "unreachable": result.unreachable,
     }
