@@ -9,7 +9,7 @@ its field (the field's format error), never an exception.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from chatflow.models import ChatMessage, MessageType
@@ -25,7 +25,10 @@ _USER_ID_DIGITS = re.compile(r"0*([0-9]{1,6})")
 _ALPHANUMERIC = re.compile(r"[A-Za-z0-9]+")
 _MESSAGE_TYPES = {t.value: t for t in MessageType}
 
-Check = Callable[[object], tuple[object, list[str]]]
+Check = Callable[[object], tuple[object, Sequence[str]]]
+
+#: What a check returns for a valid value: one shared empty tuple, no allocation.
+_VALID: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -45,44 +48,48 @@ def java_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def _user_id(value: object) -> tuple[object, list[str]]:
+def _user_id(value: object) -> tuple[object, Sequence[str]]:
     # The Java server coerces a string of digits ("123") to an int; so do we.
     if isinstance(value, str) and (digits := _USER_ID_DIGITS.fullmatch(value)):
         value = int(digits[1])
     if isinstance(value, int) and not isinstance(value, bool) and MIN_USER_ID <= value <= MAX_USER_ID:
-        return value, []
+        return value, _VALID
     return None, [f"userId must be between {MIN_USER_ID} and {MAX_USER_ID}"]
 
 
-def _username(value: object) -> tuple[object, list[str]]:
+def _username(value: object) -> tuple[object, Sequence[str]]:
     if not isinstance(value, str):
         return None, ["username must be alphanumeric"]
+    length_ok = MIN_USERNAME <= java_length(value) <= MAX_USERNAME
+    alphanumeric = _ALPHANUMERIC.fullmatch(value) is not None
+    if length_ok and alphanumeric:
+        return value, _VALID
     errors = []
-    if not MIN_USERNAME <= java_length(value) <= MAX_USERNAME:
+    if not length_ok:
         errors.append(f"username must be {MIN_USERNAME}-{MAX_USERNAME} characters")
-    if not _ALPHANUMERIC.fullmatch(value):
+    if not alphanumeric:
         errors.append("username must be alphanumeric")
     return value, errors
 
 
-def _message(value: object) -> tuple[object, list[str]]:
+def _message(value: object) -> tuple[object, Sequence[str]]:
     if isinstance(value, str) and MIN_MESSAGE <= java_length(value) <= MAX_MESSAGE:
-        return value, []
+        return value, _VALID
     return None, [f"message must be {MIN_MESSAGE}-{MAX_MESSAGE} characters"]
 
 
-def _timestamp(value: object) -> tuple[object, list[str]]:
+def _timestamp(value: object) -> tuple[object, Sequence[str]]:
     epoch_ms = parse_instant(value)
     if epoch_ms is None:
         return None, ["timestamp must be a valid ISO-8601 timestamp"]
-    return epoch_ms, []
+    return epoch_ms, _VALID
 
 
-def _message_type(value: object) -> tuple[object, list[str]]:
+def _message_type(value: object) -> tuple[object, Sequence[str]]:
     message_type = _MESSAGE_TYPES.get(value) if isinstance(value, str) else None
     if message_type is None:
         return None, ["messageType must be one of TEXT, JOIN, LEAVE"]
-    return message_type, []
+    return message_type, _VALID
 
 
 RULES: tuple[FieldRule, ...] = (
@@ -107,12 +114,13 @@ class MessageValidator:
         errors: list[str] = []
         for rule in self.rules:
             raw = fields.get(rule.key)
-            if raw is None or (rule.blank_is_missing and isinstance(raw, str) and raw.strip() == ""):
+            if raw is None or (rule.blank_is_missing and isinstance(raw, str) and not raw.strip()):
                 errors.append(rule.required)
                 continue
             value, field_errors = rule.check(raw)
             values.append(value)
-            errors.extend(field_errors)
+            if field_errors:
+                errors.extend(field_errors)
         if errors:
             return errors
         user_id, username, message, timestamp_ms, message_type = values
