@@ -305,3 +305,29 @@ def run_server_to_exit(*args: str, timeout: float = STARTUP_TIMEOUT) -> subproce
     """Run ``run_server.py args`` for a command that must end by itself (errors, --help)."""
     return subprocess.run(server_command(*args), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout)
+
+
+# -- the client as a command ----------------------------------------------------------
+
+RUN_CLIENT = REPO_ROOT / "run_client.py"
+#: Long enough for a loaded machine; a client that hangs fails here instead of the suite.
+RUN_TIMEOUT = 40.0
+SUMMARY_LABELS = ("Successful", "Failed", "Warmup phase", "Main phase", "Overall throughput",
+                  "Connections opened", "Reconnections", "Little's Law")
+
+
+def run_client(*args: str, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(RUN_CLIENT), *args], cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def figure(output: str, label: str) -> int:
+    """The first number after ``label`` at the start of a summary line."""
+    match = re.search(rf"^{re.escape(label)}\s+([\d,]+)", output, re.MULTILINE)
+    assert match, f"no {label!r} line in:\n{output}"
+    return int(match[1].replace(",", ""))
+
+
+def assert_no_traceback(result: subprocess.CompletedProcess[str] | str) -> None:
+    text = result if isinstance(result, str) else result.stdout + result.stderr
+    assert "Traceback" not in text, text

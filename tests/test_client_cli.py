@@ -13,31 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, StderrLines, free_port
-
-RUN_CLIENT = REPO_ROOT / "run_client.py"
-#: Long enough for a loaded machine; a client that hangs fails here instead of the suite.
-RUN_TIMEOUT = 40.0
-SUMMARY_LABELS = ("Successful", "Failed", "Warmup phase", "Main phase", "Overall throughput",
-                  "Connections opened", "Reconnections", "Little's Law")
-
-
-def run_client(*args: str, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(RUN_CLIENT), *args], cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def figure(output: str, label: str) -> int:
-    """The first number after ``label`` at the start of a summary line."""
-    match = re.search(rf"^{re.escape(label)}\s+([\d,]+)", output, re.MULTILINE)
-    assert match, f"no {label!r} line in:\n{output}"
-    return int(match[1].replace(",", ""))
-
-
-def assert_no_traceback(result: subprocess.CompletedProcess[str] | str) -> None:
-    text = result if isinstance(result, str) else result.stdout + result.stderr
-    assert "Traceback" not in text, text
-
+from conftest import (REPO_ROOT, RUN_CLIENT, SUMMARY_LABELS, StderrLines, assert_no_traceback, figure, free_port,
+                      run_client)
 
 def test_unreachable_server_is_a_clear_failure(tmp_path: Path) -> None:
     closed = free_port()

@@ -38,6 +38,8 @@ class CsvWriter(threading.Thread):
         self._file = self.path.open("x", encoding="ascii", newline="")
         self._file.write(CSV_HEADER + "\n")
         self._rows: queue.SimpleQueue[MetricRecord | None] = queue.SimpleQueue()
+        #: Rows handed to the OS: each batch is flushed, so that after a write error
+        #: this counts what the file holds, not what sat in its buffer.
         self.rows_written = 0
         self.error: str | None = None
 
@@ -77,6 +79,7 @@ class CsvWriter(threading.Thread):
                 if self.error is None and batch:
                     try:
                         file.write("".join([row.csv_line() for row in batch]))
+                        file.flush()
                         self.rows_written += len(batch)
                     except OSError as exc:
                         self.error = exc.strerror or str(exc)

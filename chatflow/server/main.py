@@ -120,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     while not stop.wait(3600):
         pass
     lifecycle_log.info("shutting down: closing connections with 1001")
-    health.stop()
+    # The chat endpoint first: the health server's shutdown can take half a second,
+    # during which chat would still accept connections.
     websocket.stop()
+    health.stop()
     lifecycle_log.info("stopped")
     return 0
 
