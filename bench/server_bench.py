@@ -42,10 +42,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from bench.results import RESULTS_DIR, write_results
 from chatflow.arguments import whole_number
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"
 ROOMS = 20
 MESSAGE_SIZE = 160
@@ -564,17 +564,6 @@ def git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
-def write_results(report: dict, directory: Path) -> Path:
-    """A new file per run, never overwriting one (names carry microseconds)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    path = directory / f"server_bench_{stamp}.json"
-    with open(path, "x") as out:
-        json.dump(report, out, indent=2)
-        out.write("\n")
-    return path
-
-
 # -- command line ----------------------------------------------------------------------------
 
 
@@ -670,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": results,
     }
-    print(f"results: {write_results(report, args.output_dir)}")
+    print(f"results: {write_results(report, args.output_dir, 'server_bench')}")
     return 0
 
 

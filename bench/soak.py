@@ -34,7 +34,6 @@ import datetime
 import errno
 import hashlib
 import heapq
-import json
 import os
 import platform
 import random
@@ -53,7 +52,6 @@ from bench.server_bench import (
     OPCODE_PING,
     OPCODE_PONG,
     OPCODE_TEXT,
-    RESULTS_DIR,
     ROOMS,
     SUCCESS_TAIL,
     WEBSOCKET_GUID,
@@ -65,6 +63,7 @@ from bench.server_bench import (
     package_versions,
     start_server,
 )
+from bench.results import RESULTS_DIR, write_results
 from chatflow.arguments import seconds, whole_number
 
 RECV_SIZE = 64 * 1024
@@ -597,16 +596,6 @@ def format_table(report: dict) -> str:
                      for row in rows)
 
 
-def write_results(report: dict, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    path = directory / f"soak_{stamp}.json"
-    with open(path, "x") as out:
-        json.dump(report, out, indent=2)
-        out.write("\n")
-    return path
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.soak",
@@ -702,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"soak: error: {exc}", file=sys.stderr)
         return 1
     print(format_table(report))
-    print(f"results: {write_results(report, args.output_dir)}")
+    print(f"results: {write_results(report, args.output_dir, 'soak')}")
     problems = failures(report)
     for problem in problems:
         print(f"soak: FAILED: {problem}", file=sys.stderr)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from chatflow.message_validator import MessageValidator, java_length
+from conftest import chat_message_fields
 from chatflow.models import ChatMessage, MessageType
 
 #: 2026-02-13T10:30:00.000Z
@@ -22,36 +23,24 @@ MESSAGE_TYPE_VALUES = "messageType must be one of TEXT, JOIN, LEAVE"
 EMOJI = "\U0001f600"  # one character in Python, two UTF-16 code units in Java
 
 
-def valid_fields(**overrides: Any) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "userId": 12345,
-        "username": "user12345",
-        "message": "Hello everyone!",
-        "timestamp": "2026-02-13T10:30:00.000Z",
-        "messageType": "TEXT",
-    }
-    fields.update(overrides)
-    return fields
-
-
 def validate(fields: dict[str, Any]) -> ChatMessage | list[str]:
     return MessageValidator().validate(fields)
 
 
 def errors_of(**overrides: Any) -> list[str]:
-    result = validate(valid_fields(**overrides))
+    result = validate(chat_message_fields(**overrides))
     assert isinstance(result, list), f"expected errors, got {result!r}"
     return result
 
 
 def accepted(**overrides: Any) -> ChatMessage:
-    result = validate(valid_fields(**overrides))
+    result = validate(chat_message_fields(**overrides))
     assert isinstance(result, ChatMessage), f"expected a message, got {result!r}"
     return result
 
 
 def test_valid_message_becomes_a_chat_message() -> None:
-    assert validate(valid_fields()) == ChatMessage(
+    assert validate(chat_message_fields()) == ChatMessage(
         user_id=12345,
         username="user12345",
         message="Hello everyone!",
@@ -222,7 +211,7 @@ REQUIRED = {
 
 @pytest.mark.parametrize("key", list(REQUIRED))
 def test_each_field_missing(key: str) -> None:
-    fields = valid_fields()
+    fields = chat_message_fields()
     del fields[key]
     assert validate(fields) == [REQUIRED[key]]
 
@@ -270,12 +259,12 @@ def test_missing_and_invalid_mixed_in_table_order() -> None:
 
 
 def test_unknown_fields_are_ignored() -> None:
-    fields = valid_fields(roomId=5, extra={"nested": [1, 2]}, status="error")
-    assert validate(fields) == validate(valid_fields())
+    fields = chat_message_fields(roomId=5, extra={"nested": [1, 2]}, status="error")
+    assert validate(fields) == validate(chat_message_fields())
 
 
 def test_keys_are_case_sensitive() -> None:
-    fields = valid_fields()
+    fields = chat_message_fields()
     fields["userid"] = fields.pop("userId")
     assert validate(fields) == ["userId is required"]
 
@@ -283,5 +272,5 @@ def test_keys_are_case_sensitive() -> None:
 def test_validator_keeps_no_state_between_calls() -> None:
     validator = MessageValidator()
     assert validator.validate({}) == list(REQUIRED.values())
-    assert isinstance(validator.validate(valid_fields()), ChatMessage)
-    assert validator.validate(valid_fields(userId=0)) == [USER_ID_RANGE]
+    assert isinstance(validator.validate(chat_message_fields()), ChatMessage)
+    assert validator.validate(chat_message_fields(userId=0)) == [USER_ID_RANGE]
