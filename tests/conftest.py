@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import pytest
 import websocket
 
+from chatflow.client.load_test import LoadTest, RunResult
 from chatflow.config import ServerLimits
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
 from chatflow.server.websocket_server import Handler, WebSocketServer
@@ -331,3 +332,30 @@ def figure(output: str, label: str) -> int:
 def assert_no_traceback(result: subprocess.CompletedProcess[str] | str) -> None:
     text = result if isinstance(result, str) else result.stdout + result.stderr
     assert "Traceback" not in text, text
+
+
+# -- the client in a background thread ---------------------------------------------------
+
+
+class BackgroundRun:
+    """A LoadTest running in its own thread, so the test can act on the world meanwhile;
+    stopped and joined when the ``with`` block ends, whatever happened in it."""
+
+    def __init__(self, test: LoadTest) -> None:
+        self.test = test
+        self._results: list[RunResult] = []
+        self._thread = threading.Thread(target=lambda: self._results.append(test.run()),
+                                        name="load-test", daemon=True)
+
+    def __enter__(self) -> BackgroundRun:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.test.stop.set()
+        self._thread.join(10)
+
+    def result(self, timeout: float, message: str = "the run did not finish") -> RunResult:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), message
+        return self._results[0]

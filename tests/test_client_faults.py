@@ -8,7 +8,6 @@ Each run is small and uses a short reply timeout, so the whole file stays quick.
 
 from __future__ import annotations
 
-import threading
 from contextlib import ExitStack
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from chatflow.client.load_test import LoadTest, LoadTestConfig, RunResult, plan_phases
 from chatflow.client.message_sender import CONNECTION_CLOSED, ERROR, SUCCESS, TIMEOUT, RetryPolicy
 from chatflow.client.summary import verdict
-from conftest import free_port, server_process, wait_until
+from conftest import BackgroundRun, free_port, server_process, wait_until
 from misbehaving_servers import Action, Received, Script, ScriptedServer
 
 #: Short, to keep the file quick; long enough that a loaded machine does not time out
@@ -191,22 +190,14 @@ def test_server_killed_and_restarted_mid_run_every_message_counted() -> None:
                                 threads=8, timeout=1.0, retry=RetryPolicy(max_attempts=8, backoff=0.1),
                                 seed=5, probe_messages=5)
         test = LoadTest(config)
-        results: list[RunResult] = []
-        runner = threading.Thread(target=lambda: results.append(test.run()), name="load-test", daemon=True)
-        runner.start()
-        try:
+        with BackgroundRun(test) as run:
             wait_until(lambda: test.progress()[0] >= 1_000, timeout=30, message="the run is under way")
             first.process.kill()
             first.process.wait(5)
             done_at_kill = test.progress()[0]
             second = servers.enter_context(server_process("--port", str(port)))
             assert second.chat_port == port
-            runner.join(45)
-            assert not runner.is_alive(), "the run did not finish after the restart"
-        finally:
-            test.stop.set()
-            runner.join(10)
-    result = results[0]
+            result = run.result(45, "the run did not finish after the restart")
     totals = result.totals
     assert done_at_kill < messages
     assert result.generated == messages == totals.success + totals.failure

@@ -43,18 +43,11 @@ from chatflow.client.summary import format_summary
 from chatflow.models import ChatMessage, MessageType
 from chatflow.timestamps import now_ms
 from fault_proxy import Fault, FaultProxy, FaultRates, Link, Message
-from conftest import (REPO_ROOT, RUN_CLIENT, SUMMARY_LABELS, assert_no_traceback, figure, free_port, run_client,
-                      server_process, wait_until)
+from conftest import (REPO_ROOT, RUN_CLIENT, SUMMARY_LABELS, BackgroundRun, assert_no_traceback, figure, free_port,
+                      run_client, server_process, wait_until)
 
 #: Statuses a lost message may end with when the network, not the server, failed it.
 NETWORK_FAILURES = {TIMEOUT, CONNECTION_CLOSED, CONNECTION_FAILED}
-
-
-def run_in_thread(test: LoadTest) -> tuple[threading.Thread, list[RunResult]]:
-    results: list[RunResult] = []
-    runner = threading.Thread(target=lambda: results.append(test.run()), name="load-test", daemon=True)
-    runner.start()
-    return runner, results
 
 
 def assert_accounted(result: RunResult, records: list[tuple]) -> None:
@@ -94,8 +87,7 @@ def test_server_sigterm_mid_run_closes_with_1001_and_the_run_finishes_after_a_re
                                 timeout=0.5, retry=RetryPolicy(max_attempts=8, backoff=0.1), seed=7,
                                 probe_messages=5)
         test = LoadTest(config, recorder=lambda *record: records.append(record))
-        runner, results = run_in_thread(test)
-        try:
+        with BackgroundRun(test) as run:
             # The same connection class as the senders', idle, to read what they are told.
             observer = ChatWebSocketClient(f"{first.url}/chat/1", timeout=10)
             stack.callback(observer.close)
@@ -113,12 +105,7 @@ def test_server_sigterm_mid_run_closes_with_1001_and_the_run_finishes_after_a_re
             second = stack.enter_context(server_process("--port", str(port)))
             listening_at = time.monotonic()
             assert second.chat_port == port
-            runner.join(45)
-            assert not runner.is_alive(), "the run did not finish after the restart"
-        finally:
-            test.stop.set()
-            runner.join(10)
-    result = results[0]
+            result = run.result(45, "the run did not finish after the restart")
     assert_accounted(result, records)
     totals = result.totals
     assert done_at_close < config.messages

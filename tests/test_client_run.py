@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
 from collections import Counter
 
 import pytest
@@ -15,7 +14,7 @@ from chatflow.client.load_test import LoadTest, LoadTestConfig, PhasePlan, RunRe
 from chatflow.client.message_sender import SUCCESS
 from chatflow.client.summary import format_summary, verdict
 from chatflow.config import ClientDefaults
-from conftest import serving, wait_until
+from conftest import BackgroundRun, serving, wait_until
 from misbehaving_servers import RecordingChatHandler
 
 WIRE_KEYS = ["userId", "username", "message", "timestamp", "messageType"]
@@ -186,21 +185,13 @@ def test_stop_ends_the_run_at_once_and_every_generated_message_is_counted() -> N
         config = LoadTestConfig(running.url, messages=1_000_000, warmup_threads=0, warmup_messages=0,
                                 threads=threads, seed=13, probe_messages=1)
         test = LoadTest(config)
-        results: list[RunResult] = []
-        runner = threading.Thread(target=lambda: results.append(test.run()), name="load-test", daemon=True)
-        runner.start()
-        try:
+        with BackgroundRun(test) as run:
             wait_until(lambda: test.progress()[0] >= 1_000, timeout=30, message="the run is under way")
             test.stop.set()
             received_at_stop = len(handler.texts)
-            runner.join(10)
-            assert not runner.is_alive(), "the run went on after stop"
-        finally:
-            test.stop.set()
-            runner.join(10)
+            result = run.result(10, "the run went on after stop")
         # Each sender finishes the message it holds, and takes no other.
         assert len(handler.texts) - received_at_stop <= threads
-    result = results[0]
     totals = result.totals
     assert result.interrupted and not result.ok
     assert result.generated < config.messages
