@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -18,3 +25,52 @@ def write_results(report: dict, directory: Path, name: str) -> Path:
         json.dump(report, out, indent=2)
         out.write("\n")
     return path
+
+
+def environment() -> dict:
+    """What the figures were measured on and with."""
+    return {
+        "python": sys.version, "implementation": platform.python_implementation(),
+        "platform": platform.platform(), "cpu_count": os.cpu_count(),
+        "packages": package_versions(), "git_commit": git_commit(),
+    }
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in ("chatflow", "websockets", "websocket-client", "orjson"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Median, min and max of every numeric figure the runs have (a figure missing from all is None)."""
+    names = [name for name, value in runs[0].items() if value is None or type(value) in (int, float)]
+    spread = {}
+    for name in names:
+        values = [run[name] for run in runs if run.get(name) is not None]
+        spread[name] = ({"median": statistics.median(values), "min": min(values), "max": max(values)}
+                        if values else None)
+    return spread
+
+
+def format_spread(spread: dict | None, digits: int, scale: float = 1.0) -> str:
+    """``median (min–max)``; the median alone when the runs agree or there was one."""
+    if spread is None:
+        return "-"
+    median, low, high = (spread[key] * scale for key in ("median", "min", "max"))
+    text = f"{median:,.{digits}f}"
+    if f"{low:,.{digits}f}" != f"{high:,.{digits}f}":
+        text += f" ({low:,.{digits}f}–{high:,.{digits}f})"
+    return text

@@ -27,7 +27,6 @@ import datetime
 import hashlib
 import json
 import os
-import platform
 import re
 import shlex
 import signal
@@ -39,13 +38,11 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
-from bench.results import RESULTS_DIR, write_results
+from bench.results import REPO_ROOT, RESULTS_DIR, environment, write_results
 from chatflow.arguments import whole_number
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 ROOMS = 20
 MESSAGE_SIZE = 160
@@ -546,24 +543,6 @@ def format_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def package_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in ("chatflow", "websockets", "orjson"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def git_commit() -> str | None:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() or None
-
-
 # -- command line ----------------------------------------------------------------------------
 
 
@@ -652,11 +631,7 @@ def main(argv: list[str] | None = None) -> int:
             "server_cmd": args.server_cmd, "alternatives": args.alternatives, "echo": args.echo,
             "timeout": args.timeout, "message_bytes": MESSAGE_SIZE, "rooms": ROOMS,
         },
-        "environment": {
-            "python": sys.version, "implementation": platform.python_implementation(),
-            "platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "packages": package_versions(), "git_commit": git_commit(),
-        },
+        "environment": environment(),
         "results": results,
     }
     print(f"results: {write_results(report, args.output_dir, 'server_bench')}")

@@ -35,7 +35,6 @@ import errno
 import hashlib
 import heapq
 import os
-import platform
 import random
 import resource
 import selectors
@@ -58,12 +57,10 @@ from bench.server_bench import (
     BenchError,
     ServerProcess,
     chat_message,
-    git_commit,
     masked_frame,
-    package_versions,
     start_server,
 )
-from bench.results import RESULTS_DIR, write_results
+from bench.results import RESULTS_DIR, environment, write_results
 from chatflow.arguments import seconds, whole_number
 
 RECV_SIZE = 64 * 1024
@@ -649,12 +646,7 @@ def run(args: argparse.Namespace) -> dict:
         "started_at": started_at.isoformat(),
         "options": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
         "rlimit_nofile": list(fd_limit),
-        "environment": {
-            "python": sys.version, "implementation": platform.python_implementation(),
-            "platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "packages": package_versions(), "git_commit": git_commit(),
-            "load_average_after": os.getloadavg()[0],
-        },
+        "environment": {**environment(), "load_average_after": os.getloadavg()[0]},
         "hold": hold,
         "churn": churn,
         "server": {
