@@ -24,9 +24,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from chatflow import wire
 from chatflow.client import main as client_main
-from chatflow.client.chat_websocket_client import ChatWebSocketClient, ConnectionClosed
+from chatflow.client.chat_websocket_client import ChatWebSocketClient, ConnectionClosed, MaskKeys
 from chatflow.client.csv_writer import BATCH, CsvWriter
 from chatflow.client.load_test import LoadTest, LoadTestConfig, RunResult
 from chatflow.client.message_generator import OutgoingMessage
@@ -177,10 +176,11 @@ def test_run_through_a_faulty_network_counts_every_message_and_reuses_no_connect
 def unique_messages(sender: int, count: int) -> list[OutgoingMessage]:
     """Messages whose text names them, so that each reply says whose it is."""
     messages = []
+    mask_keys = MaskKeys()
     for k in range(count):
         user = sender * 1_000 + k + 1
         chat = ChatMessage(user, f"user{user}", f"sender {sender} message {k}", now_ms(), MessageType.TEXT)
-        messages.append(OutgoingMessage(wire.encode_chat_message(chat), MessageType.TEXT, sender))
+        messages.append(OutgoingMessage.of(chat, sender, mask_keys))
     return messages
 
 

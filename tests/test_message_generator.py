@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 import pytest
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
 
 from chatflow.client.message_generator import CHAT_LINES, MessageGenerator, OutgoingMessage
 from chatflow.message_handler import handle_text
@@ -183,3 +185,22 @@ def test_stop_ends_the_generator_while_someone_still_takes() -> None:
     # What was queued at the stop, and at most the one being put.
     assert drained <= bound + 1
     assert generator.generated == 500 + drained
+
+
+def test_each_message_carries_its_payload_as_one_masked_text_frame() -> None:
+    masks = set()
+    for item in generate(200, seed=3):
+        reader = StreamReader()
+        reader.feed_data(item.frame)
+        parser = Frame.parse(reader.read_exact, mask=True)
+        try:
+            next(parser)
+        except StopIteration as done:
+            frame = done.value
+        else:
+            raise AssertionError("the frame is incomplete")
+        assert (frame.opcode, frame.fin, frame.data) == (Opcode.TEXT, True, item.payload)
+        assert not reader.buffer, "bytes after the frame"
+        masks.add(item.frame[2:6] if len(item.payload) < 126 else item.frame[4:8])
+    # A fresh masking key for every frame, as RFC 6455 §5.3 requires.
+    assert len(masks) == 200

@@ -1,6 +1,7 @@
 """The producer: one thread that makes every message of a run and queues it.
 
-Messages are serialised here, off the senders' hot path, and the generator keeps at
+Messages are serialised and framed here (JSON, then a masked WebSocket frame built by
+websocket-client), off the senders' hot path, and the generator keeps at
 most ``QUEUE_SIZE`` of them queued, so a 500,000-message run never holds more.
 
 The queue is a ``queue.SimpleQueue``, bounded by the generator itself, and not a
@@ -19,6 +20,7 @@ import threading
 from dataclasses import dataclass
 
 from chatflow import wire
+from chatflow.client.chat_websocket_client import MaskKeys, text_frame
 from chatflow.models import ChatMessage, MessageType
 from chatflow.timestamps import now_ms
 
@@ -43,11 +45,18 @@ CHAT_LINES: tuple[str, ...] = (
 
 @dataclass(slots=True)
 class OutgoingMessage:
-    """What the queue carries: the wire bytes plus what the metrics need."""
+    """What the queue carries: the wire bytes, framed, plus what the metrics need."""
 
     payload: bytes
     message_type: MessageType
     room_id: int
+    #: ``payload`` as a whole masked WebSocket text frame (``text_frame``).
+    frame: bytes
+
+    @classmethod
+    def of(cls, message: ChatMessage, room_id: int, mask_keys: MaskKeys) -> OutgoingMessage:
+        payload = wire.encode_chat_message(message)
+        return cls(payload, message.message_type, room_id, text_frame(payload, mask_keys))
 
 
 def random_message(rng: random.Random, rooms: int, clock=now_ms) -> tuple[ChatMessage, int]:
@@ -103,6 +112,7 @@ class MessageGenerator(threading.Thread):
 
     def _produce(self) -> None:
         rng, rooms, out, stop = self.rng, self.rooms, self.out, self.stop
+        mask_keys = MaskKeys()
         capacity = self.capacity
         refill_below = capacity * 3 // 4
         for _ in range(self.total):
@@ -118,5 +128,5 @@ class MessageGenerator(threading.Thread):
                     if stop.wait(REFILL_WAIT):
                         return
             message, room = random_message(rng, rooms)
-            out.put(OutgoingMessage(wire.encode_chat_message(message), message.message_type, room))
+            out.put(OutgoingMessage.of(message, room, mask_keys))
             self.generated += 1

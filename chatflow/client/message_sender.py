@@ -150,7 +150,7 @@ class MessageSender:
             sent_ms = time.time_ns() // 1_000_000
             start = time.perf_counter()
             try:
-                reply = self._client.request(item.payload)
+                reply = self._client.request_frame(item.frame)
             except ReplyTimeout:
                 status = TIMEOUT
             except ConnectionClosed as exc:
