@@ -1,6 +1,8 @@
 """Every default of the server and the client, in one place.
 
-The numbers reproduce the Java original's run; each is a command-line option.
+The numbers reproduce the Java original's run. Most are command-line options of
+``run_server.py`` and ``run_client.py``; the rest (timeouts of the closing handshakes,
+buffer sizes) are settings a user has no reason to change.
 """
 
 from __future__ import annotations

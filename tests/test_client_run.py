@@ -14,6 +14,7 @@ from chatflow.client.load_test import LoadTest, LoadTestConfig, PhasePlan, RunRe
 from chatflow.client.message_sender import SUCCESS
 from chatflow.client.summary import format_summary, verdict
 from chatflow.config import ClientDefaults
+from chatflow.server.chat_websocket_server import ChatWebSocketServer
 from conftest import BackgroundRun, serving, wait_until
 from misbehaving_servers import RecordingChatHandler
 
@@ -199,3 +200,24 @@ def test_stop_ends_the_run_at_once_and_every_generated_message_is_counted() -> N
     assert totals.success >= 1_000
     assert totals.failures_by_status == ({"cancelled": result.unsent} if result.unsent else {})
     assert verdict(result).startswith("INTERRUPTED")
+
+
+def test_a_failing_recorder_costs_its_message_only_and_counts_it_once() -> None:
+    """A bug in the metrics path must not lose a message, count one twice, or end a sender."""
+    calls = Counter()
+
+    def faulty(*record) -> None:
+        calls["all"] += 1
+        if calls["all"] % 100 == 0:
+            raise RuntimeError("recorder bug")
+
+    with serving(ChatWebSocketServer()) as running:
+        config = LoadTestConfig(running.url, messages=1_000, warmup_threads=2, warmup_messages=100,
+                                threads=4, seed=3, probe_messages=5)
+        result = LoadTest(config, recorder=faulty).run()
+    totals = result.totals
+    # Every faulty call came after its message's reply: each of those is a success whose
+    # metric row is lost, counted once, and the senders went on to the end.
+    assert calls["all"] == 1_000
+    assert result.generated == 1_000 == totals.success + totals.failure
+    assert (totals.success, totals.failures_by_status) == (1_000, {})

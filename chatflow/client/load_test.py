@@ -188,6 +188,7 @@ def probe_round_trip(config: LoadTestConfig, stop: threading.Event,
                 continue
             if not is_success(reply):
                 raise ServerUnreachable(f"the server at {url} answered the probe with an error: {reply[:200]!r}")
+            failures = 0  # the attempts are per round trip, as a sender's per message
             if warm_up:
                 warm_up -= 1
             else:
@@ -303,7 +304,12 @@ class _CpuMeter:
 
     def __init__(self, server_pid: int | None) -> None:
         self._client_start = time.process_time()
-        self._server = psutil.Process(server_pid) if server_pid is not None else None
+        self._server: psutil.Process | None = None
+        if server_pid is not None:
+            try:
+                self._server = psutil.Process(server_pid)
+            except psutil.Error:
+                pass  # the local server is gone: the run will say so, this figure is missing
         self._server_start = self._server_cpu()
 
     def _server_cpu(self) -> float | None:

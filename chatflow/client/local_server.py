@@ -36,23 +36,27 @@ class LocalServer:
              "--port", "0", "--health-port", "0", "--log-level", "INFO"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
-        lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read_log, args=(lines,), name="LocalServerLog", daemon=True).start()
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        seen: list[str] = []
-        while not self.url:
-            try:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                line = None
-            if line is None:  # the server exited, or the deadline passed
-                self.__exit__(None, None, None)
-                detail = "".join(seen[-5:]).strip() or f"no sign of life within {STARTUP_TIMEOUT:.0f} s"
-                raise LocalServerError(f"the local server did not start: {detail}")
-            seen.append(line)
-            match = _LISTENING.search(line)
-            if match:
-                self.url = f"ws://127.0.0.1:{match.group(2)}"
+        try:
+            lines: queue.Queue[str | None] = queue.Queue()
+            threading.Thread(target=self._read_log, args=(lines,), name="LocalServerLog", daemon=True).start()
+            deadline = time.monotonic() + STARTUP_TIMEOUT
+            seen: list[str] = []
+            while not self.url:
+                try:
+                    line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    line = None
+                if line is None:  # the server exited, or the deadline passed
+                    detail = "".join(seen[-5:]).strip() or f"no sign of life within {STARTUP_TIMEOUT:.0f} s"
+                    raise LocalServerError(f"the local server did not start: {detail}")
+                seen.append(line)
+                match = _LISTENING.search(line)
+                if match:
+                    self.url = f"ws://127.0.0.1:{match.group(2)}"
+        except BaseException:
+            # A failed start, or Ctrl-C while waiting: the server must not outlive the client.
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def _read_log(self, lines: queue.Queue[str | None]) -> None:

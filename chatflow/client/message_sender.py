@@ -32,6 +32,7 @@ TIMEOUT = "timeout"
 CONNECTION_CLOSED = "connection_closed"
 CONNECTION_FAILED = "connection_failed"
 CANCELLED = "cancelled"
+CLIENT_ERROR = "client_error"
 
 #: Called once per attempt: (epoch ms at send, message type, latency ms, status, room, final).
 Recorder = Callable[[int, str, float, str, int, bool], None]
@@ -50,10 +51,6 @@ class SenderStats:
     queue_empty: int = 0
     latency_sum: float = 0.0
     failures_by_status: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def done(self) -> int:
-        return self.success + self.failure
 
     def merge(self, other: SenderStats) -> None:
         for f in fields(self):
@@ -116,7 +113,16 @@ class MessageSender:
                 item = self._take()
                 if item is None:
                     break
-                self._deliver(item)
+                counted = self.stats.success + self.stats.failure
+                try:
+                    self._deliver(item)
+                except Exception:
+                    # A bug (here or in the recorder) must neither lose the message in
+                    # hand nor count it twice.
+                    log.exception("sender for room %d failed on a message", self.room)
+                    self._drop_connection()
+                    if self.stats.success + self.stats.failure == counted:
+                        self._count_failure(CLIENT_ERROR)
         finally:
             self._drop_connection()
         return self.stats
@@ -151,8 +157,9 @@ class MessageSender:
             start = time.perf_counter()
             try:
                 reply = self._client.request_frame(item.frame)
-            except ReplyTimeout:
+            except ReplyTimeout as exc:
                 status = TIMEOUT
+                self._last_error = str(exc)
             except ConnectionClosed as exc:
                 status = CONNECTION_CLOSED
                 self._last_error = str(exc)
@@ -195,10 +202,13 @@ class MessageSender:
             self._client = None
 
     def _fail(self, item: OutgoingMessage, status: str, sent_ms: int | None = None, latency_ms: float = 0.0) -> None:
+        self._count_failure(status)
+        self._record(sent_ms if sent_ms is not None else time.time_ns() // 1_000_000, item, latency_ms, status, True)
+
+    def _count_failure(self, status: str) -> None:
         stats = self.stats
         stats.failure += 1
         stats.failures_by_status[status] = stats.failures_by_status.get(status, 0) + 1
-        self._record(sent_ms if sent_ms is not None else time.time_ns() // 1_000_000, item, latency_ms, status, True)
 
     def _record(self, sent_ms: int, item: OutgoingMessage, latency_ms: float, status: str, final: bool) -> None:
         if self.recorder is not None:

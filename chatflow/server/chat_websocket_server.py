@@ -39,9 +39,9 @@ def room_of(path: str, max_rooms: int = DEFAULT_MAX_ROOMS) -> int | str:
 class ChatWebSocketServer:
     """Puts each connection in its room and answers each message with one reply."""
 
-    def __init__(self, max_rooms: int = DEFAULT_MAX_ROOMS, rooms: RoomRegistry | None = None) -> None:
+    def __init__(self, max_rooms: int = DEFAULT_MAX_ROOMS) -> None:
         self.max_rooms = max_rooms
-        self.rooms = rooms if rooms is not None else RoomRegistry()
+        self.rooms = RoomRegistry()
         self._debug = log.isEnabledFor(logging.DEBUG)
 
     def on_open(self, conn: Connection) -> None:

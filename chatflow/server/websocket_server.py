@@ -38,7 +38,7 @@ protocol_log = logging.getLogger("chatflow.server.protocol")
 RECV_SIZE = 64 * 1024
 TICK = 0.25
 
-_TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
+_TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 _OPEN, _CONNECTING = State.OPEN, State.CONNECTING
 #: accept() failures that say the process (or the system) is out of descriptors or
 #: memory, not that one client went wrong.
@@ -283,7 +283,7 @@ class Connection:
             wanted = selectors.EVENT_READ
         if self._out_size or self._eof_pending:
             wanted |= selectors.EVENT_WRITE
-        if wanted and wanted != self._interest:
+        if wanted != self._interest:
             self._interest = wanted
             self.server._selector.modify(self.sock, wanted, self)
 
