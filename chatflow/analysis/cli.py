@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from chatflow.arguments import seconds
-from chatflow.analysis.performance_analyzer import (DEFAULT_BUCKET_SECONDS, AnalysisError, AnalysisResult,
-                                                    LatencyStats, PerformanceAnalyzer)
+from chatflow.analysis.performance_analyzer import (DEFAULT_BUCKET_SECONDS, MIN_BUCKET_SECONDS, AnalysisError,
+                                                    AnalysisResult, LatencyStats, PerformanceAnalyzer)
 from chatflow.analysis.report import format_ms, format_percent, format_rate, latency_cells, write_report
 from chatflow.analysis.throughput_visualizer import ThroughputVisualizer
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "With several files, their figures side by side and throughput curves on one chart.",
     )
     parser.add_argument("files", type=Path, nargs="+", metavar="FILE.csv", help="metrics CSV file(s)")
-    parser.add_argument("--bucket-seconds", type=seconds(0.001, allow_minimum=True), default=DEFAULT_BUCKET_SECONDS,
+    parser.add_argument("--bucket-seconds", type=seconds(MIN_BUCKET_SECONDS, allow_minimum=True), default=DEFAULT_BUCKET_SECONDS,
                         help="length of a throughput-over-time bucket (default %(default)g)")
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="where charts and reports go (default: the first CSV's directory)")

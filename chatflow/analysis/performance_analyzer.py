@@ -36,7 +36,7 @@ from chatflow.models import MessageType
 
 PERCENTILE_METHOD = "linear interpolation between closest ranks (numpy.percentile method='linear')"
 DEFAULT_BUCKET_SECONDS = 10.0
-#: A bucket shorter than the clock's resolution (1 µs here) would mean nothing.
+#: A bucket shorter than the CSV's timestamp resolution (1 ms) would mean nothing.
 MIN_BUCKET_SECONDS = 0.001
 #: Beyond this the chart is unreadable and the JSON huge: a wrong timestamp is likelier.
 MAX_BUCKETS = 100_000

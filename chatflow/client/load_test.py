@@ -120,6 +120,19 @@ class RunResult:
         return self.totals.success / self.phases_s if self.phases_s > 0 else 0.0
 
     @property
+    def client_cpu_us_per_message(self) -> float | None:
+        return self._per_message_us(self.client_cpu_s)
+
+    @property
+    def server_cpu_us_per_message(self) -> float | None:
+        return self._per_message_us(self.server_cpu_s)
+
+    def _per_message_us(self, cpu_s: float | None) -> float | None:
+        totals = self.totals
+        done = totals.success + totals.failure
+        return cpu_s / done * 1e6 if cpu_s is not None and done else None
+
+    @property
     def ok(self) -> bool:
         totals = self.totals
         return (self.unreachable is None and not self.interrupted

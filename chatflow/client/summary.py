@@ -42,11 +42,11 @@ def format_summary(result: RunResult) -> str:
     add(f"{'Reconnections':<26}{totals.reconnections:,}")
     add(f"{'Retries':<26}{totals.retries:,}")
     add(f"{'Queue found empty':<26}{totals.queue_empty:,} times")
-    done = totals.success + totals.failure
-    if result.client_cpu_s is not None and done:
-        cpu = f"client {result.client_cpu_s / done * 1e6:.1f} µs"
-        if result.server_cpu_s is not None:
-            cpu += f", server {result.server_cpu_s / done * 1e6:.1f} µs"
+    client_cpu, server_cpu = result.client_cpu_us_per_message, result.server_cpu_us_per_message
+    if client_cpu is not None:
+        cpu = f"client {client_cpu:.1f} µs"
+        if server_cpu is not None:
+            cpu += f", server {server_cpu:.1f} µs"
         add(f"{'CPU per message':<26}{cpu}")
     if result.client_peak_rss_mib is not None:
         add(f"{'Client peak RSS':<26}{result.client_peak_rss_mib:.0f} MiB (during the run)")
@@ -83,7 +83,7 @@ def verdict(result: RunResult) -> str:
 def run_figures(result: RunResult) -> dict:
     """Every figure of the summary, as plain data for the JSON and Markdown report."""
     totals = result.totals
-    done = totals.success + totals.failure
+    client_cpu, server_cpu = result.client_cpu_us_per_message, result.server_cpu_us_per_message
     summary = {
         "server": result.config.base_url,
         "messages_generated": result.generated,
@@ -97,10 +97,8 @@ def run_figures(result: RunResult) -> dict:
         "reconnections": totals.reconnections,
         "retries": totals.retries,
         "queue_found_empty": totals.queue_empty,
-        "client_cpu_us_per_message": round(result.client_cpu_s / done * 1e6, 1)
-        if result.client_cpu_s is not None and done else None,
-        "server_cpu_us_per_message": round(result.server_cpu_s / done * 1e6, 1)
-        if result.server_cpu_s is not None and done else None,
+        "client_cpu_us_per_message": round(client_cpu, 1) if client_cpu is not None else None,
+        "server_cpu_us_per_message": round(server_cpu, 1) if server_cpu is not None else None,
         "client_peak_rss_mib": result.client_peak_rss_mib,
         "interrupted": result.interrupted,
         "unreachable": result.unreachable,
