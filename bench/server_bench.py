@@ -42,6 +42,7 @@ from pathlib import Path
 
 from bench.results import REPO_ROOT, RESULTS_DIR, environment, write_results
 from chatflow.arguments import whole_number
+from chatflow.client.load_test import split
 
 HOST = "127.0.0.1"
 ROOMS = 20
@@ -375,6 +376,20 @@ class Window:
     client_cpu_start: float = 0.0
     client_cpu_end: float = 0.0
 
+    def barriers(self, server: ServerProcess, parties: int) -> tuple[threading.Barrier, threading.Barrier]:
+        """The start and end lines: whichever thread arrives last reads both clocks."""
+        def mark_start() -> None:
+            self.server_cpu_start = server.cpu_seconds()
+            self.client_cpu_start = time.process_time()
+            self.started_at = time.perf_counter()
+
+        def mark_end() -> None:
+            self.ended_at = time.perf_counter()
+            self.client_cpu_end = time.process_time()
+            self.server_cpu_end = server.cpu_seconds()
+
+        return threading.Barrier(parties, action=mark_start), threading.Barrier(parties, action=mark_end)
+
 
 @dataclass
 class Client:
@@ -423,11 +438,6 @@ def run_client(client: Client, port: int, echo: bool, ready: threading.Barrier, 
             reader.sock.close()
 
 
-def split(total: int, parts: int) -> list[int]:
-    base, extra = divmod(total, parts)
-    return [base + (index < extra) for index in range(parts)]
-
-
 def run_once(args: argparse.Namespace, under_test: ServerUnderTest, connections: int) -> dict:
     """One server process, one load: the figures of the measured window."""
     load_before = os.getloadavg()[0]
@@ -435,19 +445,7 @@ def run_once(args: argparse.Namespace, under_test: ServerUnderTest, connections:
     try:
         port = server.wait_until_listening()
         window = Window()
-
-        def mark_start() -> None:
-            window.server_cpu_start = server.cpu_seconds()
-            window.client_cpu_start = time.process_time()
-            window.started_at = time.perf_counter()
-
-        def mark_end() -> None:
-            window.ended_at = time.perf_counter()
-            window.client_cpu_end = time.process_time()
-            window.server_cpu_end = server.cpu_seconds()
-
-        ready = threading.Barrier(connections, action=mark_start)
-        done = threading.Barrier(connections, action=mark_end)
+        ready, done = window.barriers(server, connections)
         warmups = [max(1, share) for share in split(args.warmup, connections)]
         clients = [Client(index, warmup, share)
                    for index, (warmup, share) in enumerate(zip(warmups, split(args.messages, connections)))]

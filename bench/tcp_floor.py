@@ -28,9 +28,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.results import environment, format_spread, summarise
-from bench.results import RESULTS_DIR, write_results
-from bench.server_bench import HOST, MESSAGE_SIZE, BenchError, ServerProcess, Window, chat_message, free_port, split
+from bench.results import RESULTS_DIR, environment, format_spread, summarise, write_results
+from bench.server_bench import HOST, MESSAGE_SIZE, BenchError, ServerProcess, Window, chat_message, free_port
+from chatflow.client.load_test import split
 from chatflow.arguments import port, whole_number
 
 RECV_SIZE = 64 * 1024
@@ -220,19 +220,7 @@ def run_once(threads: int, messages: int, warmup: int, timeout: float) -> dict:
     try:
         server_port = server.wait_until_listening()
         window = Window()
-
-        def mark_start() -> None:
-            window.server_cpu_start = server.cpu_seconds()
-            window.client_cpu_start = time.process_time()
-            window.started_at = time.perf_counter()
-
-        def mark_end() -> None:
-            window.ended_at = time.perf_counter()
-            window.client_cpu_end = time.process_time()
-            window.server_cpu_end = server.cpu_seconds()
-
-        ready = threading.Barrier(threads, action=mark_start)
-        done = threading.Barrier(threads, action=mark_end)
+        ready, done = window.barriers(server, threads)
         warmups = [max(1, share) for share in split(warmup, threads)]
         senders = [Sender(index, share_of_warmup, share)
                    for index, (share_of_warmup, share) in enumerate(zip(warmups, split(messages, threads)))]
