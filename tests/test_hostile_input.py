@@ -23,6 +23,7 @@ import socket
 import subprocess
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -137,6 +138,17 @@ class ServerFrames:
             return True
         assert rest == b"", f"more after the end: {rest[:64]!r}"
         return True
+
+
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes from the server, read in large chunks (each bounded by the socket's timeout)."""
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(min(RECV_SIZE, size - len(data)))
+        if not chunk:
+            raise AssertionError(f"connection ended after {len(data)} of {size} bytes")
+        data += chunk
+    return bytes(data)
 
 
 def read_to_end(sock: socket.socket) -> bytes:
@@ -346,6 +358,73 @@ def test_ping_flood_gets_every_pong_in_order_and_the_connection_still_chats(aren
         opcode, reply = reader.next()
         assert opcode == OPCODE_TEXT and reply.startswith(b'{"userId":3,') and reply.endswith(b'"success"}')
     arena.assert_recovered()
+
+
+class StallingChat(ChatWebSocketServer):
+    """Chat whose selector thread stops on the text "stall" until ``release`` is set, so
+    that everything the test sends meanwhile is ready at the same wake-up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled, self.release = threading.Event(), threading.Event()
+
+    def on_text(self, conn: Connection, text: str) -> None:
+        if text == "stall":
+            self.stalled.set()
+            self.release.wait(DEFAULT_TIMEOUT)
+        else:
+            super().on_text(conn, text)
+
+
+def test_ping_floods_ready_on_many_sockets_at_once_are_answered_in_bounded_batches() -> None:
+    """One 64 KiB read of empty pings is 10,922 frames; a wake-up must not hold every
+    flooding socket's frames and pongs at once (8 sockets: 18 MiB when it did)."""
+    flooders, pings = 8, RECV_SIZE // 6
+    flood = client_frame(OPCODE_PING, b"", masked=True) * pings
+    handler = StallingChat()
+    with serving(handler) as running:
+        staller = raw_handshake(running.port)
+        # Under tracemalloc the server takes seconds over these frames.
+        socks = [raw_handshake(running.port, timeout=60) for _ in range(flooders)]
+        try:
+            staller.sendall(client_frame(OPCODE_TEXT, b"stall"))
+            assert handler.stalled.wait(DEFAULT_TIMEOUT), "the selector thread never took the stall message"
+            tracing_already = tracemalloc.is_tracing()
+            tracemalloc.start()
+            tracemalloc.reset_peak()
+            try:
+                for sock in socks:
+                    sock.sendall(flood)
+                handler.release.set()
+                pongs = [recv_exactly(sock, 2 * pings) for sock in socks]
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                if not tracing_already:
+                    tracemalloc.stop()
+        finally:
+            handler.release.set()
+            for sock in [staller, *socks]:
+                sock.close()
+    assert all(received == bytes([0x80 | OPCODE_PONG, 0]) * pings for received in pongs)
+    assert peak < 8 * 1024 * KiB, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_frames_behind_a_refused_handshake_reach_no_handler() -> None:
+    """A client refused with 503 that sent a message in the same packet gets no reply."""
+    seen: list[str] = []
+
+    class Recording(ChatWebSocketServer):
+        def on_text(self, conn: Connection, text: str) -> None:
+            seen.append(text)
+            super().on_text(conn, text)
+
+    with serving(Recording(), ServerLimits(max_connections=0)) as running:
+        with socket.create_connection((LOCALHOST, running.port), timeout=DEFAULT_TIMEOUT) as sock:
+            sock.sendall(handshake_request() + client_frame(OPCODE_TEXT, chat_message_json().encode()))
+            response = read_to_end(sock)
+    assert response.startswith(b"HTTP/1.1 503 ")
+    assert b'"status"' not in response
+    assert seen == []
 
 
 def connections_on(server: WebSocketServer, path: str) -> list[Connection]:
