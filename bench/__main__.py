@@ -59,6 +59,7 @@ END_TO_END_ROWS = [
     ("server CPU (µs/msg)", "server_cpu_us_per_message", 1, "server_cpu_us_per_message"),
     ("client CPU, load test (µs/msg)", "client_cpu_us_per_message", 1, "client_cpu_us_per_message"),
     ("client CPU, whole process (µs/msg)", "client_process_cpu_us_per_message", 1, None),
+    ("  of which system time (µs/msg)", "client_process_system_cpu_us_per_message", 1, None),
     ("client peak RSS, load test (MiB)", "client_peak_rss_mib", 1, None),
     ("client max RSS, whole process (MiB)", "client_process_max_rss_mib", 1, None),
     ("server peak RSS (MiB)", "server_peak_rss_mib", 1, None),

@@ -171,6 +171,7 @@ def figures_of(report: dict, messages: int, cpu_before: tuple[float, float], cpu
         "client_cpu_us_per_message": summary["client_cpu_us_per_message"],
         "client_peak_rss_mib": summary["client_peak_rss_mib"],
         "client_process_cpu_us_per_message": None,
+        "client_process_system_cpu_us_per_message": None,
         "client_process_max_rss_mib": None,
         "server_cpu_us_per_message": (server_user + server_system) / messages * 1e6,
         "server_user_cpu_us_per_message": server_user / messages * 1e6,
@@ -181,6 +182,7 @@ def figures_of(report: dict, messages: int, cpu_before: tuple[float, float], cpu
     if whole_process is not None:
         figures["client_process_cpu_us_per_message"] = (
             (whole_process["user_seconds"] + whole_process["system_seconds"]) / messages * 1e6)
+        figures["client_process_system_cpu_us_per_message"] = whole_process["system_seconds"] / messages * 1e6
         figures["client_process_max_rss_mib"] = whole_process["max_rss_kib"] * 1024 / MIB
     return figures
 
@@ -220,6 +222,7 @@ FIGURES = [
     ("server CPU (µs/msg)", "server_cpu_us_per_message", 1),
     ("client CPU, load test (µs/msg)", "client_cpu_us_per_message", 1),
     ("client CPU, whole process (µs/msg)", "client_process_cpu_us_per_message", 1),
+    ("  of which system time (µs/msg)", "client_process_system_cpu_us_per_message", 1),
     ("client peak RSS, load test (MiB)", "client_peak_rss_mib", 1),
     ("client max RSS, whole process (MiB)", "client_process_max_rss_mib", 1),
     ("server peak RSS (MiB)", "server_peak_rss_mib", 1),
