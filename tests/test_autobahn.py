@@ -31,7 +31,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TOOL = REPO.parent / "shared" / "tools" / "autobahn"
+#: The tool's folder: $CHATFLOW_AUTOBAHN, or ../shared/tools/autobahn beside the repository.
+#: CI sets the variable, so that a missing tool fails there; a clone on its own skips.
+TOOL_VARIABLE = "CHATFLOW_AUTOBAHN"
+TOOL = Path(os.environ.get(TOOL_VARIABLE) or REPO.parent / "shared" / "tools" / "autobahn")
 
 QUICK_CASES = 247
 START_TIMEOUT = 15.0
@@ -51,7 +54,10 @@ KNOWN_LIBRARY_FAILURES = {
 @pytest.fixture(scope="module")
 def wstest() -> None:
     """The tool's wstest venv, built on first use; a skip where it cannot be."""
-    assert (TOOL / "setup.sh").is_file(), f"the Autobahn tool belongs at ../shared/tools/autobahn: {TOOL} not found"
+    if not (TOOL / "setup.sh").is_file():
+        missing = f"Autobahn|Testsuite not found at {TOOL} (set {TOOL_VARIABLE} to its folder)"
+        assert TOOL_VARIABLE not in os.environ, missing
+        pytest.skip(missing)
     setup = subprocess.run([str(TOOL / "setup.sh")], capture_output=True, text=True, timeout=900)
     if setup.returncode == 3:
         pytest.skip(setup.stderr.strip().splitlines()[-1])
