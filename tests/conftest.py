@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -65,6 +66,20 @@ def wait_until(predicate: Callable[[], T], timeout: float = DEFAULT_TIMEOUT, int
             state = f"; state: {describe()}" if describe else ""
             raise AssertionError(f"not true within {timeout:g} s: {message or predicate.__qualname__}{state}")
         time.sleep(interval)
+
+
+@contextmanager
+def traced_memory() -> Iterator[Callable[[], tuple[int, int]]]:
+    """tracemalloc on for the ``with`` body, its peak reset; yields ``get_traced_memory``
+    (current, peak). Tracing that was on before (``-X tracemalloc``) is left on."""
+    tracing_already = tracemalloc.is_tracing()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    try:
+        yield tracemalloc.get_traced_memory
+    finally:
+        if not tracing_already:
+            tracemalloc.stop()
 
 
 def free_port() -> int:

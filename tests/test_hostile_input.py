@@ -23,7 +23,6 @@ import socket
 import subprocess
 import threading
 import time
-import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -51,6 +50,7 @@ from conftest import (
     server_command,
     server_process,
     serving,
+    traced_memory,
     wait_until,
 )
 
@@ -389,18 +389,12 @@ def test_ping_floods_ready_on_many_sockets_at_once_are_answered_in_bounded_batch
         try:
             staller.sendall(client_frame(OPCODE_TEXT, b"stall"))
             assert handler.stalled.wait(DEFAULT_TIMEOUT), "the selector thread never took the stall message"
-            tracing_already = tracemalloc.is_tracing()
-            tracemalloc.start()
-            tracemalloc.reset_peak()
-            try:
+            with traced_memory() as traced:
                 for sock in socks:
                     sock.sendall(flood)
                 handler.release.set()
                 pongs = [recv_exactly(sock, 2 * pings) for sock in socks]
-                peak = tracemalloc.get_traced_memory()[1]
-            finally:
-                if not tracing_already:
-                    tracemalloc.stop()
+                peak = traced()[1]
         finally:
             handler.release.set()
             for sock in [staller, *socks]:

@@ -7,7 +7,6 @@ import math
 import queue
 import re
 import threading
-import tracemalloc
 from collections import Counter
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ from chatflow.client.message_generator import CHAT_LINES, MessageGenerator, Outg
 from chatflow.message_handler import handle_text
 from chatflow.models import MessageType
 from chatflow.timestamps import now_ms, parse_instant
-from conftest import wait_until
+from conftest import traced_memory, wait_until
 
 SAMPLE = 20_000
 SEED = 20_260_213
@@ -164,15 +163,10 @@ def test_queue_stays_bounded_when_nobody_takes_and_stop_ends_the_generator() -> 
 def test_a_full_queue_holds_the_messages_bytes_not_spare_buffer_capacity() -> None:
     """A queued message must cost its own size: orjson's output buffers are 4 KiB each,
     and 10,000 of them held made 40 of the client's 75 MiB."""
-    tracing_already = tracemalloc.is_tracing()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
+    with traced_memory() as traced:
+        before = traced()[0]
         items = generate(2_000, SEED)
-        held = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        if not tracing_already:
-            tracemalloc.stop()
+        held = traced()[0] - before
     wire_bytes = sum(len(item.payload) + len(item.frame) for item in items)
     assert held < 3 * wire_bytes, f"{held / len(items):.0f} B held per message"
 
