@@ -438,6 +438,24 @@ def run_client(client: Client, port: int, echo: bool, ready: threading.Barrier, 
             reader.sock.close()
 
 
+def run_workers(threads: list[threading.Thread], workers: list, timeout: float, server: ServerProcess,
+                run: str, worker: str) -> None:
+    """Start the load threads and wait for them, ``timeout`` in all; a run that overran, a
+    worker that failed (its ``error``) or gave up on the others (``stopped``) is a BenchError."""
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in threads):
+        raise BenchError(f"{run} did not finish within {timeout:g} s")
+    errors = [f"{worker} {each.index}: {each.error}" for each in workers if each.error]
+    if errors:
+        raise BenchError("; ".join(errors[:3]) + server.stderr_tail())
+    if any(each.stopped for each in workers):
+        raise BenchError(f"a {worker} gave up waiting for the others{server.stderr_tail()}")
+
+
 def run_once(args: argparse.Namespace, under_test: ServerUnderTest, connections: int) -> dict:
     """One server process, one load: the figures of the measured window."""
     load_before = os.getloadavg()[0]
@@ -454,18 +472,7 @@ def run_once(args: argparse.Namespace, under_test: ServerUnderTest, connections:
                              args=(client, port, args.echo, ready, done, args.timeout))
             for client in clients
         ]
-        deadline = time.monotonic() + args.timeout
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        if any(thread.is_alive() for thread in threads):
-            raise BenchError(f"the run did not finish within {args.timeout:g} s")
-        errors = [f"client {client.index}: {client.error}" for client in clients if client.error]
-        if errors:
-            raise BenchError("; ".join(errors[:3]) + server.stderr_tail())
-        if any(client.stopped for client in clients):
-            raise BenchError(f"a client gave up waiting for the others{server.stderr_tail()}")
+        run_workers(threads, clients, args.timeout, server, "the run", "client")
         sent = sum(client.answered for client in clients)
         if sent != args.messages:
             raise BenchError(f"{sent} messages answered, {args.messages} expected")

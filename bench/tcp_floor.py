@@ -24,12 +24,12 @@ import socket
 import struct
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.results import RESULTS_DIR, environment, format_spread, summarise, write_results
-from bench.server_bench import HOST, MESSAGE_SIZE, BenchError, ServerProcess, Window, chat_message, free_port
+from bench.server_bench import (HOST, MESSAGE_SIZE, BenchError, ServerProcess, Window, chat_message, free_port,
+                                 run_workers)
 from chatflow.client.load_test import split
 from chatflow.arguments import port, whole_number
 
@@ -227,18 +227,7 @@ def run_once(threads: int, messages: int, warmup: int, timeout: float) -> dict:
         workers = [threading.Thread(target=sender.run, name=f"floor-{sender.index}", daemon=True,
                                     args=(server_port, ready, done, timeout))
                    for sender in senders]
-        deadline = time.monotonic() + timeout
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
-        if any(worker.is_alive() for worker in workers):
-            raise BenchError(f"the TCP floor run did not finish within {timeout:g} s")
-        errors = [f"thread {sender.index}: {sender.error}" for sender in senders if sender.error]
-        if errors:
-            raise BenchError("; ".join(errors[:3]) + server.stderr_tail())
-        if any(sender.stopped for sender in senders):
-            raise BenchError(f"a thread gave up waiting for the others{server.stderr_tail()}")
+        run_workers(workers, senders, timeout, server, "the TCP floor run", "thread")
         answered = sum(sender.answered for sender in senders)
         if answered != messages:
             raise BenchError(f"{answered} messages answered, {messages} expected")
