@@ -147,6 +147,17 @@ class Tally:
         if len(self.errors) < MAX_ERRORS_KEPT:
             self.errors.append(text)
 
+    def figures(self) -> dict:
+        """The phase's counts and latency, as its results JSON has them."""
+        return {
+            "sent": self.sent,
+            "answered": self.answered,
+            "closed_cleanly": self.closed_cleanly,
+            "errors": self.error_count,
+            "error_examples": self.errors,
+            "latency": latency_summary(self.latencies),
+        }
+
 
 class Connection:
     """One client connection as a state machine driven by the generator's selector."""
@@ -530,12 +541,7 @@ def run_hold(generator: LoadGenerator, args: argparse.Namespace, rng: random.Ran
         "connections_requested": args.connections,
         "connections_held": held,
         "opening_seconds": opening_seconds,
-        "sent": tally.sent,
-        "answered": tally.answered,
-        "closed_cleanly": tally.closed_cleanly,
-        "errors": tally.error_count,
-        "error_examples": tally.errors,
-        "latency": latency_summary(tally.latencies),
+        **tally.figures(),
     }
 
 
@@ -549,12 +555,7 @@ def run_churn(generator: LoadGenerator, args: argparse.Namespace) -> dict:
         "cycles": args.churn,
         "parallel": args.churn_parallel,
         "seconds": time.monotonic() - started,
-        "sent": tally.sent,
-        "answered": tally.answered,
-        "closed_cleanly": tally.closed_cleanly,
-        "errors": tally.error_count,
-        "error_examples": tally.errors,
-        "latency": latency_summary(tally.latencies),
+        **tally.figures(),
     }
 
 
