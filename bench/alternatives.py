@@ -35,13 +35,14 @@ from websockets.protocol import SEND_EOF, State
 from websockets.server import ServerProtocol
 from websockets.sync.server import ServerConnection, serve
 
-from chatflow.config import ServerLimits
-from chatflow.message_handler import handle_binary, handle_text
+from chatflow.server.config import ServerConfig
+from chatflow.server.message_handler import handle_binary, handle_text
 from chatflow.server.chat_websocket_server import room_of
 
 log = logging.getLogger("bench.alternatives")
 
-LIMITS = ServerLimits()
+DEFAULTS = ServerConfig()
+LIMITS = DEFAULTS.limits
 RECV_SIZE = 64 * 1024
 #: A blocked read this long ends the connection: the benchmark's clients never idle.
 IDLE_TIMEOUT = 60.0
@@ -53,7 +54,7 @@ def run_sync(host: str, port: int, stop: threading.Event) -> None:
     """``websockets.sync.server``: the library's threaded server, as its docs show it."""
 
     def chat(websocket: ServerConnection) -> None:
-        room = room_of(websocket.request.path)
+        room = room_of(websocket.request.path, DEFAULTS.max_rooms)
         if isinstance(room, str):
             websocket.close(CloseCode.UNSUPPORTED_DATA, room)
             return
@@ -139,7 +140,7 @@ def answer_handshake(protocol: ServerProtocol, request: Request) -> None:
     response = protocol.accept(request)
     protocol.send_response(response)
     if response.status_code == 101:
-        room = room_of(request.path)
+        room = room_of(request.path, DEFAULTS.max_rooms)
         if isinstance(room, str):
             protocol.send_close(CloseCode.UNSUPPORTED_DATA, room)
 

@@ -49,6 +49,7 @@ from pathlib import Path
 from types import ModuleType
 
 from chatflow import __version__ as CHATFLOW_VERSION
+from chatflow.server import listening
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO.parent / "shared" / "tools" / "autobahn"
@@ -56,7 +57,6 @@ DOC = REPO / "docs" / "conformance.md"
 SUMMARY = "summary.json"
 
 VERDICTS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED", "NOT RUN")
-LISTENING = re.compile(r"listening on (ws://[^\s:/]+:\d+)")
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 WEBSOCKET_SERVER_VERSION = "0.6.4"
@@ -206,9 +206,10 @@ def start(server: EchoPeer, log_path: Path) -> tuple[subprocess.Popen, str]:
         process = subprocess.Popen(server.command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        match = LISTENING.search(log_path.read_text(errors="replace"))
-        if match:
-            return process, match.group(1) + "/"
+        for line in log_path.read_text(errors="replace").splitlines():
+            found = listening.parse(line)
+            if found is not None and found.scheme == "ws":
+                return process, f"ws://{found.host}:{found.port}/"
         if process.poll() is not None:
             break
         time.sleep(0.05)

@@ -17,9 +17,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from chatflow.server import listening
+
 
 def announce(host: str, port: int) -> None:
-    print(f"echo server listening on ws://{host}:{port}", file=sys.stderr, flush=True)
+    print(listening.line("echo server", "ws", host, port), file=sys.stderr, flush=True)
 
 
 def serve_websockets(host: str, port: int) -> None:

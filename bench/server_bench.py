@@ -27,7 +27,6 @@ import datetime
 import hashlib
 import json
 import os
-import re
 import shlex
 import signal
 import socket
@@ -42,6 +41,7 @@ from pathlib import Path
 
 from bench.results import REPO_ROOT, RESULTS_DIR, environment, write_results
 from chatflow.arguments import whole_number
+from chatflow.server import listening
 from chatflow.client.load_test import split
 
 HOST = "127.0.0.1"
@@ -65,7 +65,6 @@ STDERR_TAIL_LINES = 40
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 OPCODE_TEXT, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG = 0x1, 0x8, 0x9, 0xA
-_LISTENING = re.compile(r"listening on ws://(\S+):(\d+)")
 
 
 class BenchError(Exception):
@@ -98,9 +97,9 @@ class ServerProcess:
         for line in self.process.stderr:
             self._stderr_tail.append(line.rstrip())
             if not self._announced.is_set():
-                match = _LISTENING.search(line)
-                if match and self.port is None:
-                    self.port = int(match.group(2))
+                found = listening.parse(line)
+                if found is not None and found.scheme == "ws" and self.port is None:
+                    self.port = found.port
                     self._announced.set()
 
     def wait_until_listening(self, timeout: float = START_TIMEOUT) -> int:

@@ -25,11 +25,14 @@ import pytest
 import websocket
 
 from chatflow.client.load_test import LoadTest, RunResult
-from chatflow.config import ServerLimits
+from chatflow.server.config import ServerConfig, ServerLimits
+from chatflow.server import listening
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
-from chatflow.server.websocket_server import Handler, WebSocketServer
+from chatflow.server.transport import Handler, WebSocketServer
 
 LOCALHOST = "127.0.0.1"
+#: The server's defaults, as run_server.py starts with them.
+SERVER_DEFAULTS = ServerConfig()
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_SERVER = REPO_ROOT / "run_server.py"
 
@@ -128,10 +131,16 @@ class RunningServer:
         return self.server.address[1]
 
 
+def chat_handler() -> ChatWebSocketServer:
+    """The chat application with the server's default rooms."""
+    return ChatWebSocketServer(max_rooms=SERVER_DEFAULTS.max_rooms)
+
+
 @contextmanager
-def serving(handler: Handler, limits: ServerLimits = ServerLimits()) -> Iterator[RunningServer]:
+def serving(handler: Handler, limits: ServerLimits = SERVER_DEFAULTS.limits) -> Iterator[RunningServer]:
     """Run ``handler`` behind a WebSocketServer on a free port for the ``with`` body."""
-    server = WebSocketServer(handler, LOCALHOST, 0, limits)
+    server = WebSocketServer(handler, host=LOCALHOST, port=0, limits=limits,
+                             shutdown_grace=SERVER_DEFAULTS.shutdown_grace)
     server.start()
     try:
         yield RunningServer(server, handler, f"ws://{LOCALHOST}:{server.address[1]}")
@@ -142,7 +151,7 @@ def serving(handler: Handler, limits: ServerLimits = ServerLimits()) -> Iterator
 @pytest.fixture
 def chat_server() -> Iterator[RunningServer]:
     """The chat application with default limits, in this process."""
-    with serving(ChatWebSocketServer()) as running:
+    with serving(chat_handler()) as running:
         yield running
 
 
@@ -226,8 +235,6 @@ def raw_handshake(port: int, path: str = "/chat/1", timeout: float = DEFAULT_TIM
 
 # -- run_server.py as a process -------------------------------------------------------
 
-_CHAT_LISTENING = re.compile(r"listening on ws://.*:(\d+)$")
-_HEALTH_LISTENING = re.compile(r"listening on http://.*:(\d+)/health$")
 
 
 @dataclass
@@ -247,19 +254,26 @@ class StderrLines:
             self.ended = True
             self._changed.notify_all()
 
-    def wait_for(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
-        """The first line matching ``pattern``; AssertionError at the deadline or at EOF."""
+    def wait_for(self, find: Callable[[str], T | None], timeout: float, what: str) -> T:
+        """What ``find`` first makes of a line; AssertionError at the deadline or at EOF."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
                 for line in self.lines:
-                    match = pattern.search(line)
-                    if match:
-                        return match
+                    found = find(line)
+                    if found:
+                        return found
                 remaining = deadline - time.monotonic()
                 if self.ended or remaining <= 0:
-                    raise AssertionError(f"no line matching {pattern.pattern!r} in stderr:\n{self.text}")
+                    raise AssertionError(f"no {what} in stderr:\n{self.text}")
                 self._changed.wait(remaining)
+
+    def wait_for_port(self, scheme: str, timeout: float) -> int:
+        """The port of the first ``listening on {scheme}://`` line (chatflow.server.listening)."""
+        def find(line: str) -> int | None:
+            found = listening.parse(line)
+            return found.port if found is not None and found.scheme == scheme else None
+        return self.wait_for(find, timeout, f"'listening on {scheme}://' line")
 
     @property
     def text(self) -> str:
@@ -306,8 +320,8 @@ def server_process(*args: str, timeout: float = STARTUP_TIMEOUT) -> Iterator[Ser
     reader = threading.Thread(target=stderr.follow, args=(process.stderr,), name="server-stderr", daemon=True)
     reader.start()
     try:
-        chat_port = int(stderr.wait_for(_CHAT_LISTENING, timeout).group(1))
-        health_port = int(stderr.wait_for(_HEALTH_LISTENING, timeout).group(1))
+        chat_port = stderr.wait_for_port("ws", timeout)
+        health_port = stderr.wait_for_port("http", timeout)
         yield ServerProcess(process, stderr, chat_port, health_port)
     finally:
         if process.poll() is None:

@@ -24,9 +24,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.sync.server import Server, ServerConnection, serve
 
-from chatflow.message_handler import error_reply, handle_text
+from chatflow.server.message_handler import error_reply, handle_text
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
-from chatflow.server.websocket_server import Connection
+from chatflow.server.transport import Connection
+from conftest import SERVER_DEFAULTS
 
 LOCALHOST = "127.0.0.1"
 
@@ -39,7 +40,7 @@ class RecordingChatHandler:
     """
 
     def __init__(self) -> None:
-        self.chat = ChatWebSocketServer()
+        self.chat = ChatWebSocketServer(max_rooms=SERVER_DEFAULTS.max_rooms)
         self.paths: list[str] = []
         self.texts: list[str] = []
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -29,6 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from chatflow.server import listening
 
 REPO = Path(__file__).resolve().parents[1]
 #: The tool's folder: $CHATFLOW_AUTOBAHN, or ../shared/tools/autobahn beside the repository.
@@ -38,7 +39,6 @@ TOOL = Path(os.environ.get(TOOL_VARIABLE) or REPO.parent / "shared" / "tools" / 
 
 QUICK_CASES = 247
 START_TIMEOUT = 15.0
-LISTENING = re.compile(r"listening on ws://127\.0\.0\.1:(\d+)")
 NO_NAMESPACE = "cannot create a private network namespace"
 
 #: Verdicts that conform to RFC 6455 (NON-STRICT and INFORMATIONAL: the RFC allows it).
@@ -67,9 +67,10 @@ def wstest() -> None:
 def listening_port(server: subprocess.Popen, log_path: Path) -> int:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        match = LISTENING.search(log_path.read_text(errors="replace"))
-        if match:
-            return int(match.group(1))
+        for line in log_path.read_text(errors="replace").splitlines():
+            found = listening.parse(line)
+            if found is not None and found.scheme == "ws":
+                return found.port
         assert server.poll() is None, f"echo server exited:\n{log_path.read_text()}"
         time.sleep(0.05)
     raise AssertionError(f"echo server not listening after {START_TIMEOUT} s:\n{log_path.read_text()}")

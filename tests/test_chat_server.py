@@ -16,7 +16,7 @@ import pytest
 import websocket
 from websocket import ABNF
 
-from chatflow.config import KiB, ServerLimits
+from chatflow.server.config import KiB, ServerLimits
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
 from chatflow.timestamps import format_instant, now_ms
 from conftest import (
@@ -26,6 +26,7 @@ from conftest import (
     SUCCESS_KEYS,
     WIRE_INSTANT,
     RunningServer,
+    chat_handler,
     chat_message_json,
     close,
     connect,
@@ -321,7 +322,7 @@ def test_client_vanishing_mid_message_is_released_and_others_are_served(
 
 
 def test_client_that_never_completes_its_handshake_is_released_at_the_handshake_timeout() -> None:
-    with serving(ChatWebSocketServer(), ServerLimits(handshake_timeout=0.5)) as running:
+    with serving(chat_handler(), ServerLimits(handshake_timeout=0.5)) as running:
         with socket.create_connection((LOCALHOST, running.port), timeout=DEFAULT_TIMEOUT) as mute:
             mute.sendall(b"GET /chat/1 HTTP/1.1\r\n")
             wait_until(lambda: running.server.connection_count == 1)
@@ -365,7 +366,7 @@ def read_server_frames(sock: socket.socket, limit: int = 10) -> list[tuple[int, 
 
 def test_keepalive_closes_a_client_that_never_answers_pings_and_keeps_one_that_does() -> None:
     limits = ServerLimits(ping_interval=0.5, ping_timeout=0.5)
-    with serving(ChatWebSocketServer(), limits) as running:
+    with serving(chat_handler(), limits) as running:
         server = running.server
         with connected(f"{running.url}/chat/13") as answering:
             silent = raw_handshake(running.port, "/chat/13")
@@ -387,7 +388,7 @@ def test_keepalive_closes_a_client_that_never_answers_pings_and_keeps_one_that_d
 
 
 def test_handshake_beyond_max_connections_gets_503_until_one_closes() -> None:
-    with serving(ChatWebSocketServer(), ServerLimits(max_connections=2)) as running:
+    with serving(chat_handler(), ServerLimits(max_connections=2)) as running:
         first, second = connect(f"{running.url}/chat/1"), connect(f"{running.url}/chat/2")
         try:
             with pytest.raises(websocket.WebSocketBadStatusException) as refused:

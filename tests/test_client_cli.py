@@ -94,7 +94,7 @@ def test_ctrl_c_stops_the_run_counted_with_status_130(tmp_path: Path) -> None:
     for reader in readers:
         reader.start()
     try:
-        stderr.wait_for(re.compile(r"^progress: [\d,]+/"), timeout=30)
+        stderr.wait_for(re.compile(r"^progress: [\d,]+/").search, 30, "progress line")
         os.killpg(process.pid, signal.SIGINT)
         returncode = process.wait(15)
     finally:

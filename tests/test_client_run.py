@@ -14,8 +14,7 @@ from chatflow.client.load_test import LoadTest, LoadTestConfig, PhasePlan, RunRe
 from chatflow.client.message_sender import SUCCESS
 from chatflow.client.summary import format_summary, verdict
 from chatflow.config import ClientDefaults
-from chatflow.server.chat_websocket_server import ChatWebSocketServer
-from conftest import BackgroundRun, serving, wait_until
+from conftest import BackgroundRun, chat_handler, serving, wait_until
 from misbehaving_servers import RecordingChatHandler
 
 WIRE_KEYS = ["userId", "username", "message", "timestamp", "messageType"]
@@ -211,7 +210,7 @@ def test_a_failing_recorder_costs_its_message_only_and_counts_it_once() -> None:
         if calls["all"] % 100 == 0:
             raise RuntimeError("recorder bug")
 
-    with serving(ChatWebSocketServer()) as running:
+    with serving(chat_handler()) as running:
         config = LoadTestConfig(running.url, messages=1_000, warmup_threads=2, warmup_messages=100,
                                 threads=4, seed=3, probe_messages=5)
         result = LoadTest(config, recorder=faulty).run()

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import pytest
 
 from chatflow.server.health_check_server import HealthCheckServer
-from conftest import DEFAULT_TIMEOUT, LOCALHOST
+from conftest import DEFAULT_TIMEOUT, LOCALHOST, SERVER_DEFAULTS
 
 
 @pytest.fixture(scope="module")
 def health_port() -> Iterator[int]:
     """One server for the module: stopping one takes up to its 0.5 s poll interval."""
-    server = HealthCheckServer(LOCALHOST, 0)
+    server = HealthCheckServer(host=LOCALHOST, port=0, idle_timeout=SERVER_DEFAULTS.health_idle_timeout)
     server.start()
     try:
         yield server.address[1]
@@ -69,8 +69,31 @@ def test_post_to_another_path_is_not_found(health_port: int) -> None:
     assert response.status == 404
 
 
+def test_verbose_adds_the_details_after_the_status() -> None:
+    figures = {"connections": 3, "rooms": {1: 2, 7: 1}}
+    server = HealthCheckServer(host=LOCALHOST, port=0, idle_timeout=SERVER_DEFAULTS.health_idle_timeout,
+                               details=lambda: figures)
+    server.start()
+    try:
+        port = server.address[1]
+        for path in ("/health?verbose", "/health?verbose=1", "/health?x=y&verbose"):
+            response, body = request(port, "GET", path)
+            assert (response.status, body) == (200, b'{"status":"healthy","connections":3,"rooms":{"1":2,"7":1}}'), path
+            assert response.getheader("Content-Type") == "application/json"
+        # Without the word, exactly SPEC's body.
+        assert request(port, "GET", "/health?verbosity")[1] == b'{"status":"healthy"}'
+        assert request(port, "GET", "/health")[1] == b'{"status":"healthy"}'
+    finally:
+        server.stop()
+
+
+def test_verbose_without_details_is_the_plain_status(health_port: int) -> None:
+    response, body = request(health_port, "GET", "/health?verbose")
+    assert (response.status, body) == (200, b'{"status":"healthy"}')
+
+
 def test_stop_releases_the_port() -> None:
-    server = HealthCheckServer(LOCALHOST, 0)
+    server = HealthCheckServer(host=LOCALHOST, port=0, idle_timeout=SERVER_DEFAULTS.health_idle_timeout)
     server.start()
     port = server.address[1]
     server.stop()

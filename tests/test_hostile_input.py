@@ -29,17 +29,20 @@ from contextlib import contextmanager
 import pytest
 import websocket
 
-from chatflow.config import KiB, ServerLimits
+from chatflow.server.config import ECHO_LIMITS, KiB, ServerConfig, ServerLimits
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
 from chatflow.server.health_check_server import HealthCheckServer
-from chatflow.server.main import build_parser, limits_from
-from chatflow.server.websocket_server import RECV_SIZE, Connection, WebSocketServer
+from chatflow.server.main import build_parser, config_from, limits_from
+from chatflow.server.transport import Connection, WebSocketServer
+from chatflow.server.transport.loop import RECV_SIZE
 from conftest import (
     DEFAULT_TIMEOUT,
     LOCALHOST,
     REPO_ROOT,
     STARTUP_TIMEOUT,
+    SERVER_DEFAULTS,
     RunningServer,
+    chat_handler,
     StderrLines,
     chat_message_json,
     connect,
@@ -214,7 +217,7 @@ class Arena:
 
 @pytest.fixture
 def arena() -> Iterator[Arena]:
-    with serving(ChatWebSocketServer(), ServerLimits(handshake_timeout=HANDSHAKE_TIMEOUT)) as running:
+    with serving(chat_handler(), ServerLimits(handshake_timeout=HANDSHAKE_TIMEOUT)) as running:
         with connected(f"{running.url}/chat/1") as bystander:
             assert round_trip(bystander, chat_message_json())["status"] == "success"
             yield Arena(running, bystander, baseline_of(running.server))
@@ -365,7 +368,7 @@ class StallingChat(ChatWebSocketServer):
     that everything the test sends meanwhile is ready at the same wake-up."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(max_rooms=SERVER_DEFAULTS.max_rooms)
         self.stalled, self.release = threading.Event(), threading.Event()
 
     def on_text(self, conn: Connection, text: str) -> None:
@@ -412,7 +415,7 @@ def test_frames_behind_a_refused_handshake_reach_no_handler() -> None:
             seen.append(text)
             super().on_text(conn, text)
 
-    with serving(Recording(), ServerLimits(max_connections=0)) as running:
+    with serving(Recording(max_rooms=SERVER_DEFAULTS.max_rooms), ServerLimits(max_connections=0)) as running:
         with socket.create_connection((LOCALHOST, running.port), timeout=DEFAULT_TIMEOUT) as sock:
             sock.sendall(handshake_request() + client_frame(OPCODE_TEXT, chat_message_json().encode()))
             response = read_to_end(sock)
@@ -423,7 +426,7 @@ def test_frames_behind_a_refused_handshake_reach_no_handler() -> None:
 
 def connections_on(server: WebSocketServer, path: str) -> list[Connection]:
     """The server's side of the connections on ``path``, for what only it can show."""
-    return [conn for conn in list(server._connections.values()) if conn.path == path]
+    return [conn for conn in server.connections() if conn.path == path]
 
 
 def test_stream_of_empty_fragments_holds_no_memory_and_the_message_still_completes(arena: Arena) -> None:
@@ -438,7 +441,7 @@ def test_stream_of_empty_fragments_holds_no_memory_and_the_message_still_complet
         sock.sendall(client_frame(OPCODE_PING, b"sync"))
         assert reader.next() == (OPCODE_PONG, b"sync")
         [conn] = connections_on(arena.running.server, "/chat/2")
-        assert len(conn._fragments) <= 1
+        assert conn.assembler.pending_parts <= 1
         sock.sendall(client_frame(OPCODE_CONT, text[10:], fin=True))
         opcode, reply = reader.next()
         assert opcode == OPCODE_TEXT and b'"message":"after many empty fragments"' in reply
@@ -468,7 +471,7 @@ def test_client_that_stops_reading_is_bounded_then_dropped_while_others_are_serv
     limits = ServerLimits(write_timeout=WRITE_TIMEOUT)
     frame = client_frame(OPCODE_TEXT, text.encode())
     batch = frame * max(1, 64 * KiB // len(frame))
-    with serving(ChatWebSocketServer(), limits) as running, connected(f"{running.url}/chat/1") as bystander:
+    with serving(chat_handler(), limits) as running, connected(f"{running.url}/chat/1") as bystander:
         server = running.server
         bystander.send(text)
         reply_size = len(bystander.recv().encode())
@@ -496,8 +499,8 @@ def test_client_that_stops_reading_is_bounded_then_dropped_while_others_are_serv
         most_buffered, reading_stopped, round_trips = 0, False, 0
         deadline = time.monotonic() + WRITE_TIMEOUT + 30
         while not conn.released and time.monotonic() < deadline:
-            most_buffered = max(most_buffered, conn._out_size)
-            reading_stopped |= not conn._interest & selectors.EVENT_READ
+            most_buffered = max(most_buffered, conn.output.size)
+            reading_stopped |= not conn.interest & selectors.EVENT_READ
             reply = round_trip(bystander, chat_message_json(userId=round_trips + 1))
             assert (reply["status"], reply["userId"]) == ("success", round_trips + 1)
             round_trips += 1
@@ -533,7 +536,7 @@ def server_with_fd_limit(limit: int, *args: str) -> Iterator[tuple[subprocess.Po
     reader = threading.Thread(target=stderr.follow, args=(process.stderr,), name="server-stderr", daemon=True)
     reader.start()
     try:
-        port = int(stderr.wait_for(re.compile(r"listening on ws://.*:(\d+)$"), STARTUP_TIMEOUT).group(1))
+        port = stderr.wait_for_port("ws", STARTUP_TIMEOUT)
         yield process, stderr, port
     finally:
         process.kill()
@@ -578,7 +581,7 @@ def test_out_of_file_descriptors_waits_for_them_without_spinning_and_keeps_servi
 
 def test_idle_health_connections_are_closed_and_their_threads_end() -> None:
     """The health endpoint runs a thread per connection: an idle one must not keep it."""
-    health = HealthCheckServer(LOCALHOST, 0, idle_timeout=HANDSHAKE_TIMEOUT)
+    health = HealthCheckServer(host=LOCALHOST, port=0, idle_timeout=HANDSHAKE_TIMEOUT)
     health.start()
     try:
         threads_before = threading.active_count()
@@ -599,6 +602,11 @@ def test_idle_health_connections_are_closed_and_their_threads_end() -> None:
 
 
 # -- limits as run_server.py options --------------------------------------------------------------------
+
+
+def test_the_command_line_starts_with_the_servers_defaults() -> None:
+    assert config_from(build_parser().parse_args([])) == ServerConfig()
+    assert config_from(build_parser().parse_args(["--echo"])).limits == ECHO_LIMITS
 
 
 def test_every_limit_is_an_option_that_shows_its_default() -> None:

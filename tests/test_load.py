@@ -14,8 +14,8 @@ import threading
 
 import websocket
 
-from chatflow.config import DEFAULT_MAX_ROOMS, MiB
-from conftest import RunningServer, chat_message_json, close, connect, connected, round_trip, wait_until
+from chatflow.server.config import MiB
+from conftest import SERVER_DEFAULTS, RunningServer, chat_message_json, close, connect, connected, round_trip, wait_until
 
 CONNECTIONS = 300
 MESSAGES_EACH = 3
@@ -25,6 +25,7 @@ CHURN_WARMUP = 100
 #: What 1,000 cycles may add to this process's resident memory (the server's and the
 #: clients'). A leak of one socket object per cycle would be several times this.
 CHURN_RSS_GROWTH = 4 * MiB
+ROOMS = SERVER_DEFAULTS.max_rooms
 
 
 def rss_bytes() -> int:
@@ -50,9 +51,9 @@ def test_connections_in_every_room_each_get_every_reply_in_order(chat_server: Ru
     clients: list[websocket.WebSocket] = []
     try:
         for n in range(CONNECTIONS):
-            clients.append(connect(f"{chat_server.url}/chat/{n % DEFAULT_MAX_ROOMS + 1}", timeout=30))
-        per_room = CONNECTIONS // DEFAULT_MAX_ROOMS
-        assert rooms.occupancy() == {room: per_room for room in range(1, DEFAULT_MAX_ROOMS + 1)}
+            clients.append(connect(f"{chat_server.url}/chat/{n % ROOMS + 1}", timeout=30))
+        per_room = CONNECTIONS // ROOMS
+        assert rooms.occupancy() == {room: per_room for room in range(1, ROOMS + 1)}
 
         for n, ws in enumerate(clients):
             for m in range(MESSAGES_EACH):
@@ -73,7 +74,7 @@ def test_connection_churn_leaks_no_socket_thread_or_memory(chat_server: RunningS
     """Connect, send, get the reply, close, again and again: nothing may accumulate."""
 
     def cycle(n: int) -> None:
-        with connected(f"{chat_server.url}/chat/{n % DEFAULT_MAX_ROOMS + 1}") as ws:
+        with connected(f"{chat_server.url}/chat/{n % ROOMS + 1}") as ws:
             reply = round_trip(ws, chat_message_json(userId=n % 100_000 + 1))
             assert (reply["status"], reply["userId"]) == ("success", n % 100_000 + 1)
 

@@ -15,7 +15,7 @@ from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
 from chatflow.client.message_generator import CHAT_LINES, MessageGenerator, OutgoingMessage
-from chatflow.message_handler import handle_text
+from chatflow.server.message_handler import handle_text
 from chatflow.models import MessageType
 from chatflow.timestamps import now_ms, parse_instant
 from conftest import traced_memory, wait_until

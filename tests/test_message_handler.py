@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatflow.message_handler import error_reply, handle_binary, handle_text
+from chatflow.server.message_handler import error_reply, handle_binary, handle_text
 from chatflow.timestamps import now_ms, parse_instant
 
 #: 2026-02-13T10:30:00.123Z, the server's clock in every test.

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from chatflow.message_validator import MessageValidator, java_length
+from chatflow.server.message_validator import MessageValidator, java_length
 from conftest import chat_message_fields
 from chatflow.models import ChatMessage, MessageType
 

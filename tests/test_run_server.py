@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import signal
 import socket
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from conftest import (
     round_trip,
     run_server_to_exit,
     server_process,
+    wait_until,
 )
 
 
@@ -50,6 +52,36 @@ def test_serves_chat_and_health_on_the_ports_it_reports() -> None:
             assert (response.status, response.read()) == (200, b'{"status":"healthy"}')
         finally:
             health.close()
+
+
+def health_body(port: int, path: str) -> dict:
+    health = http.client.HTTPConnection(LOCALHOST, port, timeout=DEFAULT_TIMEOUT)
+    try:
+        health.request("GET", path)
+        response = health.getresponse()
+        assert response.status == 200
+        return json.loads(response.read())
+    finally:
+        health.close()
+
+
+def test_verbose_health_reports_the_connections_in_each_room() -> None:
+    with server_process() as server:
+        assert health_body(server.health_port, "/health?verbose") == {"status": "healthy", "connections": 0, "rooms": {}}
+        with connected(f"{server.url}/chat/3") as a, connected(f"{server.url}/chat/3") as b, \
+                connected(f"{server.url}/chat/7") as c:
+            for ws in (a, b, c):
+                assert round_trip(ws, chat_message_json())["status"] == "success"
+            assert health_body(server.health_port, "/health?verbose") == {
+                "status": "healthy", "connections": 3, "rooms": {"3": 2, "7": 1}}
+            assert health_body(server.health_port, "/health") == {"status": "healthy"}
+
+
+def test_verbose_health_of_the_echo_mount_has_no_rooms() -> None:
+    with server_process("--echo") as server:
+        with connected(f"{server.url}/any/path"):
+            body = wait_until(lambda: (b := health_body(server.health_port, "/health?verbose"))["connections"] and b)
+        assert body == {"status": "healthy", "connections": 1}
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from chatflow import wire
-from chatflow.message_validator import MessageValidator
+from chatflow.server.message_validator import MessageValidator
 from chatflow.models import ChatMessage, ChatResponse, ErrorResponse, MessageType
 
 #: 2026-02-13T10:30:00.000Z and 123 ms later.

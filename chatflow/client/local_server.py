@@ -7,14 +7,14 @@ the client's GIL and both figures would be wrong.
 from __future__ import annotations
 
 import queue
-import re
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-_LISTENING = re.compile(r"listening on ws://([^:/\s]+|\[[^\]]+\]):(\d+)")
+from chatflow.server import listening
+
 STARTUP_TIMEOUT = 20.0
 
 
@@ -50,9 +50,9 @@ class LocalServer:
                     detail = "".join(seen[-5:]).strip() or f"no sign of life within {STARTUP_TIMEOUT:.0f} s"
                     raise LocalServerError(f"the local server did not start: {detail}")
                 seen.append(line)
-                match = _LISTENING.search(line)
-                if match:
-                    self.url = f"ws://127.0.0.1:{match.group(2)}"
+                found = listening.parse(line)
+                if found is not None and found.scheme == "ws":
+                    self.url = f"ws://127.0.0.1:{found.port}"
         except BaseException:
             # A failed start, or Ctrl-C while waiting: the server must not outlive the client.
             self.__exit__(None, None, None)

@@ -1,8 +1,9 @@
 """The chat application: the Java ``ChatWebSocketServer``'s onOpen/onMessage/onClose.
 
-In Java the class extends Java-WebSocket's ``WebSocketServer``; here it is the handler
-that ``chatflow.server.websocket_server.WebSocketServer`` calls, so the same transport
-serves the echo endpoint too. Per-message work is ``chatflow.message_handler``.
+The Java class of that name extends Java-WebSocket's ``WebSocketServer``; here it keeps
+the name but is the *handler* that the transport (``chatflow.server.transport``) calls,
+so the same transport serves the echo endpoint too. Per-message work is
+``chatflow.server.message_handler``, pure and free of I/O.
 """
 
 from __future__ import annotations
@@ -12,17 +13,16 @@ import re
 
 from websockets.frames import CloseCode
 
-from chatflow.config import DEFAULT_MAX_ROOMS
-from chatflow.message_handler import handle_binary, handle_text
+from chatflow.server.message_handler import handle_binary, handle_text
 from chatflow.server.room_registry import RoomRegistry
-from chatflow.server.websocket_server import Connection
+from chatflow.server.transport import Connection
 
 log = logging.getLogger("chatflow.server.chat")
 
 _CHAT_PATH = re.compile(r"/chat/([0-9]+)")
 
 
-def room_of(path: str, max_rooms: int = DEFAULT_MAX_ROOMS) -> int | str:
+def room_of(path: str, max_rooms: int) -> int | str:
     """The room a request path names, or the close reason that refuses it (SPEC §1.2)."""
     match = _CHAT_PATH.fullmatch(path)
     if match is None:
@@ -37,9 +37,9 @@ def room_of(path: str, max_rooms: int = DEFAULT_MAX_ROOMS) -> int | str:
 
 
 class ChatWebSocketServer:
-    """Puts each connection in its room and answers each message with one reply."""
+    """The chat handler: puts each connection in its room, answers each message once."""
 
-    def __init__(self, max_rooms: int = DEFAULT_MAX_ROOMS) -> None:
+    def __init__(self, *, max_rooms: int) -> None:
         self.max_rooms = max_rooms
         self.rooms = RoomRegistry()
         self._debug = log.isEnabledFor(logging.DEBUG)

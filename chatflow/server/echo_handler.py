@@ -6,7 +6,7 @@ The handler Autobahn|Testsuite needs to judge ChatFlow's WebSocket transport
 
 from __future__ import annotations
 
-from chatflow.server.websocket_server import Connection
+from chatflow.server.transport import Connection
 
 
 class EchoHandler:

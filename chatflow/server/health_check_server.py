@@ -1,19 +1,29 @@
-"""The HTTP health endpoint (SPEC §1.6), on the standard library's threading server."""
+"""The HTTP health endpoint (SPEC §1.6), on the standard library's threading server.
+
+``GET /health`` answers exactly SPEC's ``{"status":"healthy"}``; ``GET /health?verbose``
+adds what the server reports of itself (open connections, connections per room), as
+``/healthz?verbose`` does on a Kubernetes API server (docs/server-design.md).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
-
-from chatflow.config import HEALTH_IDLE_TIMEOUT
+from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger("chatflow.server.health")
 
 HEALTH_PATH = "/health"
 HEALTHY_BODY = b'{"status":"healthy"}'
+VERBOSE = "verbose"
+
+#: What ``?verbose`` adds to the status: figures of the server, read from the health
+#: endpoint's threads, so they must be safe to read from any thread.
+Details = Callable[[], Mapping[str, object]]
 
 
 class _HealthRequestHandler(BaseHTTPRequestHandler):
@@ -28,10 +38,16 @@ class _HealthRequestHandler(BaseHTTPRequestHandler):
         self._respond(send_body=False)
 
     def _respond(self, send_body: bool) -> None:
-        if urlsplit(self.path).path != HEALTH_PATH:
+        url = urlsplit(self.path)
+        if url.path != HEALTH_PATH:
             self._send(HTTPStatus.NOT_FOUND, b'{"status":"not found"}', send_body)
             return
-        self._send(HTTPStatus.OK, HEALTHY_BODY, send_body)
+        details = self.server.details
+        if details is None or VERBOSE not in parse_qs(url.query, keep_blank_values=True):
+            self._send(HTTPStatus.OK, HEALTHY_BODY, send_body)
+            return
+        body = json.dumps({"status": "healthy", **details()}, separators=(",", ":")).encode()
+        self._send(HTTPStatus.OK, body, send_body)
 
     def _not_allowed(self) -> None:
         # The request body is never read, so the connection cannot be reused.
@@ -66,19 +82,21 @@ class _HealthRequestHandler(BaseHTTPRequestHandler):
 class _HealthHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], idle_timeout: float) -> None:
+    def __init__(self, address: tuple[str, int], idle_timeout: float, details: Details | None) -> None:
         self.idle_timeout = idle_timeout
+        self.details = details
         super().__init__(address, _HealthRequestHandler)
 
 
 class HealthCheckServer:
     """``GET /health`` → 200 ``{"status":"healthy"}``; binds in ``start()``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, idle_timeout: float = HEALTH_IDLE_TIMEOUT) -> None:
+    def __init__(self, *, host: str, port: int, idle_timeout: float, details: Details | None = None) -> None:
         self.host = host
         self.port = port
         #: A connection that has not sent a whole request for this long is closed.
         self.idle_timeout = idle_timeout
+        self.details = details
         self._httpd: _HealthHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -88,7 +106,7 @@ class HealthCheckServer:
         return self._httpd.server_address[:2]
 
     def start(self) -> None:
-        self._httpd = _HealthHTTPServer((self.host, self.port), self.idle_timeout)
+        self._httpd = _HealthHTTPServer((self.host, self.port), self.idle_timeout, self.details)
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="HealthCheckServer", daemon=True)
         self._thread.start()
 

@@ -10,72 +10,76 @@ import sys
 import threading
 
 from chatflow.arguments import port, seconds, whole_number
-from chatflow.config import (
-    DEFAULT_CHAT_PORT,
-    DEFAULT_HEALTH_PORT,
-    DEFAULT_HOST,
-    DEFAULT_MAX_ROOMS,
-    ECHO_LIMITS,
-    ServerLimits,
-)
+from chatflow.server import listening
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
+from chatflow.server.config import ECHO_LIMITS, ServerConfig, ServerLimits
 from chatflow.server.echo_handler import EchoHandler
 from chatflow.server.health_check_server import HealthCheckServer
-from chatflow.server.websocket_server import WebSocketServer
+from chatflow.server.transport import WebSocketServer
 
 log = logging.getLogger("chatflow.server")
 #: Start and stop lines: shown at every --log-level, since with --port 0 they are the
-#: only way to learn the ports.
+#: only way to learn the ports (chatflow.server.listening reads them).
 lifecycle_log = logging.getLogger("chatflow.server.lifecycle")
 
 PROG = "chatflow-server"
+DEFAULTS = ServerConfig()
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    d, limits = DEFAULTS, DEFAULTS.limits
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="ChatFlow server: WebSocket chat on /chat/{roomId} and an HTTP health endpoint.",
     )
-    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)")
-    parser.add_argument("--port", type=port, default=DEFAULT_CHAT_PORT,
+    parser.add_argument("--host", default=d.host, help="address to listen on (default %(default)s)")
+    parser.add_argument("--port", type=port, default=d.port,
                         help="WebSocket port, 0 for any free port (default %(default)s)")
-    parser.add_argument("--health-port", type=port, default=DEFAULT_HEALTH_PORT,
+    parser.add_argument("--health-port", type=port, default=d.health_port,
                         help="HTTP health port, 0 for any free port (default %(default)s)")
-    parser.add_argument("--max-rooms", type=whole_number(1), default=DEFAULT_MAX_ROOMS,
+    parser.add_argument("--max-rooms", type=whole_number(1), default=d.max_rooms,
                         help="rooms are 1..N (default %(default)s)")
-    parser.add_argument("--log-level", default="INFO", type=str.upper,
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+    parser.add_argument("--log-level", default=d.log_level, type=str.upper, choices=LOG_LEVELS,
                         help="DEBUG logs every message (default %(default)s)")
     parser.add_argument("--echo", action="store_true",
                         help="echo every message back unchanged instead of chat, on every path, "
                              "with limits that admit 16 MiB messages: the endpoint a WebSocket "
                              "conformance suite (Autobahn|Testsuite) tests the transport with")
-    limits = parser.add_argument_group("limits (defaults: chat / --echo)")
-    limits.add_argument("--max-message-size", type=whole_number(1), metavar="BYTES",
-                        help=f"larger messages close the connection with 1009 "
-                             f"(default {ServerLimits().max_message_size} / {ECHO_LIMITS.max_message_size})")
-    limits.add_argument("--max-connections", type=whole_number(1), metavar="N",
-                        help=f"further handshakes get HTTP 503 (default {ServerLimits().max_connections})")
-    limits.add_argument("--handshake-timeout", type=seconds(), metavar="SECONDS",
-                        help=f"(default {ServerLimits().handshake_timeout:g})")
-    limits.add_argument("--ping-interval", type=seconds(), metavar="SECONDS",
-                        help=f"ping a connection silent this long (default {ServerLimits().ping_interval:g})")
-    limits.add_argument("--ping-timeout", type=seconds(), metavar="SECONDS",
-                        help=f"close it if the pong takes longer (default {ServerLimits().ping_timeout:g})")
-    limits.add_argument("--write-timeout", type=seconds(), metavar="SECONDS",
-                        help=f"close a client that reads none of its replies this long "
-                             f"(default {ServerLimits().write_timeout:g})")
+    group = parser.add_argument_group("limits (defaults: chat / --echo)")
+    group.add_argument("--max-message-size", type=whole_number(1), metavar="BYTES",
+                       help=f"larger messages close the connection with 1009 "
+                            f"(default {limits.max_message_size} / {ECHO_LIMITS.max_message_size})")
+    group.add_argument("--max-connections", type=whole_number(1), metavar="N",
+                       help=f"further handshakes get HTTP 503 (default {limits.max_connections})")
+    group.add_argument("--handshake-timeout", type=seconds(), metavar="SECONDS",
+                       help=f"(default {limits.handshake_timeout:g})")
+    group.add_argument("--ping-interval", type=seconds(), metavar="SECONDS",
+                       help=f"ping a connection silent this long (default {limits.ping_interval:g})")
+    group.add_argument("--ping-timeout", type=seconds(), metavar="SECONDS",
+                       help=f"close it if the pong takes longer (default {limits.ping_timeout:g})")
+    group.add_argument("--write-timeout", type=seconds(), metavar="SECONDS",
+                       help=f"close a client that reads none of its replies this long "
+                            f"(default {limits.write_timeout:g})")
     return parser
 
 
 def limits_from(args: argparse.Namespace) -> ServerLimits:
-    limits = ECHO_LIMITS if args.echo else ServerLimits()
+    """The chat or echo limits, with what the command line sets in their place."""
+    limits = ECHO_LIMITS if args.echo else DEFAULTS.limits
     overrides = {
         field.name: getattr(args, field.name)
         for field in dataclasses.fields(ServerLimits)
         if getattr(args, field.name, None) is not None
     }
     return dataclasses.replace(limits, **overrides)
+
+
+def config_from(args: argparse.Namespace) -> ServerConfig:
+    return dataclasses.replace(
+        DEFAULTS, host=args.host, port=args.port, health_port=args.health_port, max_rooms=args.max_rooms,
+        echo=args.echo, log_level=args.log_level, limits=limits_from(args),
+    )
 
 
 def configure_logging(level: str) -> None:
@@ -90,32 +94,40 @@ def configure_logging(level: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
-    handler = EchoHandler() if args.echo else ChatWebSocketServer(max_rooms=args.max_rooms)
-    websocket = WebSocketServer(handler, args.host, args.port, limits_from(args))
-    health = HealthCheckServer(args.host, args.health_port)
+    config = config_from(build_parser().parse_args(argv))
+    configure_logging(config.log_level)
+    chat = None if config.echo else ChatWebSocketServer(max_rooms=config.max_rooms)
+    websocket = WebSocketServer(chat or EchoHandler(), host=config.host, port=config.port, limits=config.limits,
+                                shutdown_grace=config.shutdown_grace)
+
+    def details() -> dict[str, object]:
+        """``/health?verbose``: open connections, and for chat the connections per room."""
+        figures: dict[str, object] = {"connections": websocket.open_connections}
+        if chat is not None:
+            figures["rooms"] = chat.rooms.occupancy()
+        return figures
+
+    health = HealthCheckServer(host=config.host, port=config.health_port, idle_timeout=config.health_idle_timeout,
+                               details=details)
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
 
-    for name, server, bound in (("WebSocket", websocket, args.port), ("health", health, args.health_port)):
+    for name, server, bound in (("WebSocket", websocket, config.port), ("health", health, config.health_port)):
         try:
             server.start()
         except OSError as exc:
             # strerror, not os.strerror(errno): a name lookup failure (gaierror) has
             # a negative errno that os.strerror calls "Unknown error".
-            print(f"{PROG}: error: cannot listen for {name} on {args.host}:{bound}: {exc.strerror or exc}",
+            print(f"{PROG}: error: cannot listen for {name} on {config.host}:{bound}: {exc.strerror or exc}",
                   file=sys.stderr)
             websocket.stop()
             return 1
 
-    host, port = websocket.address
-    mode = "echo on every path" if args.echo else "chat on /chat/{roomId}"
-    lifecycle_log.info("WebSocket %s listening on ws://%s:%d", mode, host, port)
-    host, port = health.address
-    lifecycle_log.info("health endpoint listening on http://%s:%d/health", host, port)
+    mode = "echo on every path" if config.echo else "chat on /chat/{roomId}"
+    lifecycle_log.info(listening.line(f"WebSocket {mode}", "ws", *websocket.address))
+    lifecycle_log.info(listening.line("health endpoint", "http", *health.address, path="/health"))
 
     while not stop.wait(3600):
         pass

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from chatflow import wire
-from chatflow.message_validator import MessageValidator
+from chatflow.server.message_validator import MessageValidator
 from chatflow.models import ChatResponse, ErrorResponse
 from chatflow.timestamps import now_ms
 

@@ -1,0 +1,300 @@
+"""One client connection: its socket, its `websockets` protocol state, its timers.
+
+The connection moves bytes between its socket and its sans-I/O ``ServerProtocol``, and
+hands whole messages to the handler. It knows nothing of the selector loop that drives
+it: the loop calls ``receive``, ``handle``, ``flush``, ``on_writable`` and
+``check_timers``, and the connection calls back only the two functions it was given,
+``watch`` (the events to wait for on its socket changed) and ``forget`` (it is closed).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import selectors
+import socket
+from collections.abc import Callable
+
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import SEND_EOF, State
+from websockets.server import ServerProtocol
+
+from chatflow.server.config import ServerLimits
+from chatflow.server.transport.assembler import MessageAssembler
+from chatflow.server.transport.handler import Handler
+from chatflow.server.transport.handshake import handshake_response
+from chatflow.server.transport.output import OutputBuffer
+
+log = logging.getLogger("chatflow.server")
+protocol_log = logging.getLogger("chatflow.server.protocol")
+
+_TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+_OPEN, _CONNECTING = State.OPEN, State.CONNECTING
+_READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+#: Write errors that only say the client is gone.
+_CLIENT_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN})
+
+
+class Admission:
+    """Open connections counted against the limit, shared by one server's connections."""
+
+    __slots__ = ("limit", "open")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+    @property
+    def full(self) -> bool:
+        return self.open >= self.limit
+
+
+class Connection:
+    """One client, owned by the selector thread.
+
+    Handlers may call ``send_text``, ``send_binary`` and ``close``, from their callbacks
+    only; what they send is written once the wake-up's messages are all handled.
+    """
+
+    __slots__ = (
+        "sock", "fd", "remote_address", "protocol", "path", "context", "opened", "released",
+        "output", "assembler", "_handler", "_limits", "_admission", "_watch", "_forget",
+        "_interest", "_accepted_at", "_last_received", "_ping_sent_at", "_closing_since",
+    )
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        address: tuple,
+        *,
+        handler: Handler,
+        limits: ServerLimits,
+        admission: Admission,
+        now: float,
+        watch: Callable[[Connection, int], None],
+        forget: Callable[[Connection], None],
+    ) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.remote_address = address
+        self.protocol = ServerProtocol(max_size=limits.max_message_size, logger=protocol_log)
+        #: The request path of the opening handshake, once it is accepted.
+        self.path = ""
+        #: Free for the handler to keep per-connection state in (the chat room).
+        self.context: object = None
+        self.opened = False
+        self.released = False
+        self.output = OutputBuffer(limits.send_buffer_high_water, now)
+        self.assembler = MessageAssembler()
+        self._handler = handler
+        self._limits = limits
+        self._admission = admission
+        self._watch = watch
+        self._forget = forget
+        self._interest = _READ
+        self._accepted_at = now
+        self._last_received = now
+        self._ping_sent_at: float | None = None
+        self._closing_since: float | None = None
+
+    @property
+    def interest(self) -> int:
+        """The selector events this connection waits for (no EVENT_READ: it stopped reading)."""
+        return self._interest
+
+    # -- for handlers ------------------------------------------------------------------
+
+    def send_text(self, data: str | bytes) -> None:
+        """Queue a text frame; it is written once this wake-up's messages are handled."""
+        if self.protocol.state is _OPEN:
+            self.protocol.send_text(data.encode() if isinstance(data, str) else data)
+
+    def send_binary(self, data: bytes) -> None:
+        if self.protocol.state is _OPEN:
+            self.protocol.send_binary(data)
+
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake; the socket closes when the client answers."""
+        if self.protocol.state is _OPEN:
+            self.protocol.send_close(code, reason)
+
+    # -- for the selector loop ---------------------------------------------------------
+
+    def receive(self, buffer: memoryview, now: float) -> list | None:
+        """Read what the socket has into the shared buffer and feed it to the protocol.
+
+        Returns what the protocol made of it (frames, the handshake request) for
+        ``handle``, or None when there was nothing to read or the client is gone.
+        """
+        try:
+            size = self.sock.recv_into(buffer)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            size = 0
+        protocol = self.protocol
+        if size:
+            self._last_received = now
+            self._ping_sent_at = None
+            protocol.receive_data(buffer[:size])
+            return protocol.events_received()
+        protocol.receive_eof()
+        self.flush(now)
+        self.release()
+        return None
+
+    def handle(self, events: list) -> None:
+        """Answer the handshake and give each whole message to the handler."""
+        for event in events:
+            if event.__class__ is Frame:
+                opcode = event.opcode
+                # Data frames behind a refused handshake reach no handler.
+                if (opcode is _TEXT or opcode is _BINARY or opcode is _CONT) and self.opened:
+                    self._receive_data_frame(event)
+            else:
+                self._handshake(event)
+
+    def flush(self, now: float) -> None:
+        """Move what the protocol wants sent to the socket; the rest waits for EPOLLOUT."""
+        if self.released:
+            return
+        writes = self.protocol.data_to_send()
+        output = self.output
+        if len(writes) == 1 and not output.size and writes[0]:
+            # The common case, one reply and nothing waiting: no buffering at all.
+            data = writes[0]
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._write_failed(exc)
+                return
+            if sent < len(data):
+                output.append(memoryview(data)[sent:], now)
+            elif self._interest == _READ and self.protocol.state is _OPEN:
+                return
+        elif writes:
+            for data in writes:
+                if data == SEND_EOF:
+                    output.append_eof()
+                else:
+                    output.append(data)
+            self._write_out(now)
+        if self.opened and self._closing_since is None and self.protocol.state is not _OPEN:
+            self._closing_since = now
+        self._sync_interest()
+
+    def on_writable(self, now: float) -> None:
+        self._write_out(now)
+        self._sync_interest()
+
+    def check_timers(self, now: float) -> None:
+        """Handshake, keepalive, closing and write timeouts; called every tick."""
+        limits = self._limits
+        state = self.protocol.state
+        if state is _CONNECTING:
+            if now - self._accepted_at > limits.handshake_timeout:
+                log.debug("handshake timeout for %s", self.remote_address)
+                self.release()
+            return
+        if self.output.size and now - self.output.last_write > limits.write_timeout:
+            log.info("closing %s: it has not read its replies for %.0f s", self.remote_address, limits.write_timeout)
+            self.release()
+            return
+        if state is _OPEN:
+            if self._ping_sent_at is None:
+                if now - self._last_received >= limits.ping_interval:
+                    self.protocol.send_ping(b"keepalive")
+                    self._ping_sent_at = now
+                    self.flush(now)
+            elif now - self._ping_sent_at > limits.ping_timeout:
+                log.info("closing %s: no answer to keepalive ping", self.remote_address)
+                self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                self.flush(now)
+                self.release()
+        elif self._closing_since is not None and now - self._closing_since > limits.close_timeout:
+            self.release()
+
+    def go_away(self, now: float) -> None:
+        """Shutdown: close an open connection with 1001, drop one in any other state."""
+        if self.protocol.state is _OPEN:
+            self.close(CloseCode.GOING_AWAY, "server shutting down")
+            self.flush(now)
+        else:
+            self.release()
+
+    def release(self) -> None:
+        """Close the socket and tell the loop and the handler; safe to call more than once."""
+        if self.released:
+            return
+        self.released = True
+        self._forget(self)
+        self.sock.close()
+        if self.opened:
+            self._admission.open -= 1
+            self._call(self._handler.on_close)
+        log.debug("closed %s", self.remote_address)
+
+    # -- inside ------------------------------------------------------------------------
+
+    def _handshake(self, request: Request) -> None:
+        protocol = self.protocol
+        response = handshake_response(protocol, request, at_capacity=self._admission.full)
+        protocol.send_response(response)
+        if response.status_code != 101:
+            log.debug("handshake from %s refused: %d", self.remote_address, response.status_code)
+            return
+        self.path = request.path
+        self.opened = True
+        self._admission.open += 1
+        self._call(self._handler.on_open)
+
+    def _receive_data_frame(self, frame: Frame) -> None:
+        try:
+            message = self.assembler.add(frame)
+        except UnicodeDecodeError as exc:
+            self.protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+            return
+        if message is None:
+            return
+        if message.__class__ is str:
+            self._call(self._handler.on_text, message)
+        else:
+            self._call(self._handler.on_binary, message)
+
+    def _call(self, callback: Callable, *args: object) -> None:
+        """Run a handler callback; a failing handler costs its own connection only."""
+        try:
+            callback(self, *args)
+        except Exception:
+            log.exception("handler failed on a message from %s", self.remote_address)
+            if self.protocol.state is _OPEN:
+                self.protocol.fail(CloseCode.INTERNAL_ERROR, "internal error")
+
+    def _write_out(self, now: float) -> None:
+        try:
+            self.output.write_to(self.sock, now)
+        except OSError as exc:
+            self._write_failed(exc)
+
+    def _write_failed(self, exc: OSError) -> None:
+        """The client is gone (reset, broken pipe): drop what was to be sent, and it."""
+        if exc.errno not in _CLIENT_GONE:
+            log.debug("write to %s failed: %s", self.remote_address, exc)
+        self.output.clear()
+        self.release()
+
+    def _sync_interest(self) -> None:
+        """Wait for writability while bytes are pending; stop reading from a client
+        that does not read its replies (bounded memory: the kernel holds the rest)."""
+        if self.released:
+            return
+        output = self.output
+        wanted = 0 if output.full else _READ
+        if not output.empty:
+            wanted |= _WRITE
+        if wanted != self._interest:
+            self._interest = wanted
+            self._watch(self, wanted)
