@@ -3,21 +3,25 @@
 Runs, in order: the server benchmark at 1, 16, 64 and 256 connections (bench.server_bench),
 the TCP floor at 64 threads (bench.tcp_floor) and the end-to-end experiment
 (bench.end_to_end). It prints one table with ChatFlow's figures, their ratio to the TCP
-floor, and the Java original's figures of SPEC §4 side by side, and writes everything
-to bench/results/bench_<timestamp>.json.
+floor, and the Java original's figures side by side, writes everything to
+bench/results/bench_<timestamp>.json, and from that JSON the page of the latest figures,
+docs/measurements/bench.md (the default sitting; any other only with ``--doc PATH``).
 
     python -m bench                  # 500,000 messages end to end, 3 runs of everything (10-20 min)
     python -m bench --quick          # a smoke run of small counts, 1 run of each (under a minute)
+    python -m bench --from-results bench/results/bench_….json   # rewrite the page only
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import sys
 from pathlib import Path
 
-from bench import end_to_end, server_bench, tcp_floor
+from bench import doc, end_to_end, server_bench, tcp_floor
+from bench.doc import text_table
 from bench.results import environment, format_spread
 from bench.results import RESULTS_DIR, write_results
 from bench.server_bench import BenchError
@@ -30,8 +34,9 @@ FLOOR_THREADS = end_to_end.DEFAULTS.threads
 QUICK = (30_000, 10_000, 2_000, 1)
 FULL = (end_to_end.DEFAULTS.messages, 200_000, 10_000, 3)
 
-#: SPEC §4: the Java client against the Java server on this kind of machine, 500,000
-#: messages, two runs. (figure, low, high, unit, as SPEC §4 writes it)
+#: The Java client against the Java server on this kind of machine, 500,000 messages, two
+#: runs, as SPEC §4 gave them when #5 set its targets (SPEC §4 now measures the pairings of
+#: both sides in one sitting). (figure, low, high, unit, as written)
 JAVA_REFERENCE = {
     "overall_msg_s": (18_350, 18_596, "msg/s", "18,350–18,596"),
     "main_msg_s": (20_708, 21_728, "msg/s", "20,708–21,728"),
@@ -45,6 +50,17 @@ JAVA_REFERENCE = {
     "client_peak_rss_mib": (940, 940, "MB", "≈ 940 MB"),
     "server_rss_after_mib": (330, 330, "MB", "≈ 330 MB"),
 }
+
+#: The targets set in #5, beside ChatFlow's figures on the page: (comparison, value, as written).
+MB_PER_MIB = 2**20 / 1e6
+TARGETS = {
+    "overall_msg_s": (">=", 18_500, "≥ 18,500"),
+    "server_cpu_us_per_message": ("<=", 40, "≤ 40"),
+    "client_cpu_us_per_message": ("<=", 66, "≤ 66"),
+    "client_peak_rss_mib": ("<=", 150 / MB_PER_MIB, "≤ 150 MB"),
+    "client_process_max_rss_mib": ("<=", 150 / MB_PER_MIB, "≤ 150 MB"),
+}
+DOC = doc.MEASUREMENTS / "bench.md"
 
 #: End-to-end rows: (label, figure, digits, the TCP floor's figure it is a multiple of).
 END_TO_END_ROWS = [
@@ -120,30 +136,125 @@ def table(server_results: list[dict], floor: dict, e2e: dict, runs: int) -> str:
     rows: list[tuple[str, ...]] = [header]
 
     def row(label: str, spread: dict | None, digits: int, floor_spread: dict | None, java: str) -> None:
-        multiple = ratio(spread, floor_spread)
         rows.append((f"  {label}", format_spread(spread, digits), format_spread(floor_spread, digits),
-                     "-" if multiple is None else f"{multiple:.2f}×", java))
+                     multiple_text(ratio(spread, floor_spread)), java))
 
     rows.append((f"end to end: run_client.py → run_server.py, {e2e['messages']:,} messages",))
     for label, figure, digits, floor_figure in END_TO_END_ROWS:
         floor_spread = floor["summary"][floor_figure] if floor_figure else None
-        java = JAVA_REFERENCE[figure][3] if figure in JAVA_REFERENCE else "-"
-        row(label, e2e["summary"][figure], digits, floor_spread, java)
+        row(label, e2e["summary"][figure], digits, floor_spread, java_text(figure))
     rows.append((f"server_bench: raw-socket load client, {server_results[0]['messages']:,} messages",))
     for result in server_results:
         for label, figure, digits, floor_figure in SERVER_BENCH_ROWS:
-            at_floor = result["connections"] == floor["threads"]
             connections = f"{result['connections']} connection{'s' if result['connections'] > 1 else ''}"
             row(f"{connections}, {label}", result["summary"][figure], digits,
-                floor["summary"][floor_figure] if at_floor else None, "-")
-    widths = [max(len(r[column]) for r in rows if len(r) > 1) for column in range(len(header))]
+                floor_at(result, floor, floor_figure), "-")
     lines = [f"median of {runs} run{'s' if runs > 1 else ''} (min–max); ×floor = ChatFlow's median / the TCP floor's"]
-    for r in rows:
-        if len(r) == 1:
-            lines.append(r[0])
-        else:
-            lines.append("  ".join([r[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(r[1:], widths[1:])]))
-    return "\n".join(lines)
+    return "\n".join(lines + text_table(rows))
+
+
+def multiple_text(multiple: float | None) -> str:
+    return "-" if multiple is None else f"{multiple:.2f}×"
+
+
+def java_text(figure: str) -> str:
+    return JAVA_REFERENCE[figure][3] if figure in JAVA_REFERENCE else "-"
+
+
+def floor_at(result: dict, floor: dict, floor_figure: str) -> dict | None:
+    """The floor's figure beside a server_bench row, where both ran the same number of connections."""
+    return floor["summary"][floor_figure] if result["connections"] == floor["threads"] else None
+
+
+def target_cells(figure: str, spread: dict | None) -> tuple[str, str]:
+    """The target of #5 for a figure, and whether the median meets it (by how much it misses)."""
+    if figure not in TARGETS:
+        return "", ""
+    comparison, target, text = TARGETS[figure]
+    if spread is None:
+        return text, "-"
+    median = spread["median"]
+    met = median >= target if comparison == ">=" else median <= target
+    return text, "met" if met else f"missed, {median / target:.2f}×"
+
+
+def load_averages(report: dict) -> str:
+    """The 1-minute load average before the sitting and after each of its runs."""
+    runs = [run for result in report["server_bench"] for run in result["runs"]]
+    runs += report["tcp_floor"]["runs"] + report["end_to_end"]["runs"]
+    after = [run["load_average_after"] for run in runs]
+    return (f"Load average (1 minute) {runs[0]['load_average_before']:.1f} before the first run, "
+            f"{min(after):.1f}–{max(after):.1f} after each run: the benchmark's own threads raise it, "
+            "and other work on the host adds to it.")
+
+
+def page(report: dict) -> list[str]:
+    """docs/measurements/bench.md, from the sitting's JSON."""
+    options, e2e, floor = report["options"], report["end_to_end"], report["tcp_floor"]
+    runs = options["runs"]
+    e2e_rows = []
+    for label, figure, digits, floor_figure in END_TO_END_ROWS:
+        spread = e2e["summary"][figure]
+        floor_spread = floor["summary"][floor_figure] if floor_figure else None
+        cell = format_spread(spread, digits)
+        if figure == "server_cpu_us_per_message" and spread is not None:
+            cell += (f" = {e2e['summary']['server_user_cpu_us_per_message']['median']:.1f} user"
+                     f" + {e2e['summary']['server_system_cpu_us_per_message']['median']:.1f} system")
+        e2e_rows.append((label.strip(), cell, format_spread(floor_spread, digits),
+                         multiple_text(ratio(spread, floor_spread)), java_text(figure),
+                         *target_cells(figure, spread)))
+    server_rows = []
+    for result in report["server_bench"]:
+        summary = result["summary"]
+        server_rows.append((
+            str(result["connections"]),
+            format_spread(summary["messages_per_second"], 0),
+            format_spread(summary["server_cpu_us_per_message"], 1),
+            f"{summary['server_user_cpu_us_per_message']['median']:.1f} + "
+            f"{summary['server_system_cpu_us_per_message']['median']:.1f}",
+            multiple_text(ratio(summary["server_cpu_us_per_message"],
+                                floor_at(result, floor, "server_cpu_us_per_message"))),
+            format_spread(summary["client_cpu_us_per_message"], 1),
+            format_spread(summary["server_peak_rss_bytes"], 1, scale=1 / 2**20),
+        ))
+    quick = " (`--quick`: a check that everything runs, not a measurement)" if options["quick"] else ""
+    return [
+        *doc.header("Benchmarks: the latest figures", "python -m bench",
+                    "What bounds each figure, and why: [performance.md](../performance.md); how each is "
+                    "measured: [bench/README.md](../../bench/README.md)."),
+        f"{doc.measured_on(report['started_at'], report['environment'])} "
+        f"{runs} run{'s' if runs > 1 else ''} of each benchmark{quick}, each on a fresh server process: "
+        "the median, and the min–max in brackets. " + load_averages(report),
+        "",
+        "## End to end",
+        "",
+        f"`run_client.py --server …` against `run_server.py`, two processes on 127.0.0.1, {e2e['messages']:,} "
+        f"messages; the TCP floor (`python -m bench.tcp_floor`) carries the same traffic with "
+        f"{floor['threads']} threads and no WebSocket or JSON, {floor['messages']:,} messages per run. ×floor is "
+        "ChatFlow's median over the floor's.",
+        "",
+        *doc.table(("figure", "ChatFlow", "TCP floor", "×floor", "Java reference", "target of #5", ""),
+                   e2e_rows, "lrrrrrl"),
+        "",
+        "Java reference: the Java original's figures that `python -m bench` prints beside ChatFlow's "
+        "(`JAVA_REFERENCE`); SPEC §4 says how to measure the Java original in the same sitting.",
+        "",
+        "## Server benchmark",
+        "",
+        f"`python -m bench.server_bench`: the server alone under a raw-socket load client, "
+        f"{report['server_bench'][0]['messages']:,} measured messages per run after "
+        f"{report['server_bench'][0]['warmup']:,} of warmup.",
+        "",
+        *doc.table(("connections", "msg/s", "server CPU (µs/msg)", "user + system", "×floor",
+                    "load client CPU (µs/msg)", "server peak RSS (MiB)"), server_rows, "rrrrrrr"),
+    ]
+
+
+def default_sitting(report: dict) -> bool:
+    """Whether the sitting is the one the page is for: the full run's counts."""
+    options = report["options"]
+    return (not options["quick"] and (options["messages"], options["server_messages"], options["server_warmup"],
+                                      options["runs"]) == FULL)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,11 +276,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42, help="the end-to-end client's --seed (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds one run may take (default %(default)s)")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes (default bench/results)")
+    parser.add_argument("--doc", type=Path, metavar="PATH",
+                        help=f"the page to write (default: {doc.shown(DOC)} for the default sitting, "
+                             "none otherwise)")
+    parser.add_argument("--from-results", type=Path, metavar="JSON",
+                        help="run nothing: write the page from a past sitting's JSON")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.from_results:
+        report = json.loads(args.from_results.read_text())
+    else:
+        report = measure(args)
+        if report is None:
+            return 1
+        print(table(report["server_bench"], report["tcp_floor"], report["end_to_end"], report["options"]["runs"]))
+        print(f"results: {write_results(report, args.output_dir, 'bench')}")
+    page_path = args.doc or (DOC if default_sitting(report) else None)
+    if page_path is not None:
+        print(f"wrote {doc.shown(doc.write_page(page_path, page(report)))}")
+    return 0
+
+
+def measure(args: argparse.Namespace) -> dict | None:
+    """The sitting: every benchmark's runs, as the JSON keeps them; None when a run failed."""
     default_messages, default_server_messages, server_warmup, default_runs = QUICK if args.quick else FULL
     messages = args.messages or default_messages
     server_messages = args.server_messages or default_server_messages
@@ -182,9 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         e2e = end_to_end.measure(messages, runs, args.seed, args.timeout)
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
-        return 1
-    print(table(server_results, floor, e2e, runs))
-    report = {
+        return None
+    return {
         "benchmark": "bench",
         "started_at": started.isoformat(),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
@@ -202,8 +333,6 @@ def main(argv: list[str] | None = None) -> int:
             for figure, (low, high, unit, text) in JAVA_REFERENCE.items()
         },
     }
-    print(f"results: {write_results(report, args.output_dir, 'bench')}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""WebSocket conformance of ChatFlow's server and client, beside two other servers; writes docs/conformance.md.
+"""WebSocket conformance of ChatFlow's server and client, beside two other servers; writes its page.
 
 Runs Autobahn|Testsuite (the tool in ../shared/tools/autobahn, beside the repository)
 both ways round:
@@ -21,9 +21,10 @@ setting saves from the same run.
     python -m bench.conformance --quick    # 247 cases per peer, about 2 min
     python -m bench.conformance --from-reports DIR   # rewrite the document from a past run
 
-The full set rewrites docs/conformance.md; ``--quick`` writes no document unless
-``--doc PATH`` says where. The wstest reports (HTML per case, with the wire log) and
-summary.json stay in ``--reports DIR`` (default: a new temporary directory).
+The full set rewrites docs/measurements/conformance.md (what the verdicts mean and why
+they stay: docs/conformance.md); ``--quick`` writes no page unless ``--doc PATH`` says
+where. The wstest reports (HTML per case, with the wire log) and summary.json stay in
+``--reports DIR`` (default: a new temporary directory).
 Exit status: 0 when every peer was run to the end, 1 when a run broke (wstest stopped,
 a server died, the client exited non-zero), 2 when something needed is missing (a
 package, the tool, a network namespace), 3 when the machine has no Python 2.7.
@@ -48,12 +49,13 @@ import timeit
 from pathlib import Path
 from types import ModuleType
 
+from bench import doc
 from chatflow import __version__ as CHATFLOW_VERSION
 from chatflow.server import listening
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO.parent / "shared" / "tools" / "autobahn"
-DOC = REPO / "docs" / "conformance.md"
+DOC = doc.MEASUREMENTS / "conformance.md"
 SUMMARY = "summary.json"
 
 VERDICTS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED", "NOT RUN")
@@ -87,7 +89,7 @@ CLIENT = EchoPeer("chatflow-client", "ChatFlow `ChatWebSocketClient`",
 LIBRARY_FAILURES = {
     "7.1.5": "a Close frame in the middle of a fragmented message, which the library fails with 1002 "
              "where the suite expects 1000, and which its maintainers hold RFC 6455 allows "
-             "(see *Reading the verdicts*)",
+             "([conformance.md](../conformance.md#reading-the-verdicts))",
 }
 
 #: SPEC §1.4's example success reply, 197 bytes: what a sender receives for every message.
@@ -415,11 +417,8 @@ def compact_ids(ids: list[str], all_ids: list[str]) -> str:
 
 
 def counts_table(runs: list[PeerRun], role: str) -> list[str]:
-    lines = [f"| {role} | cases | " + " | ".join(VERDICTS) + " |", "|---|---:|" + "---:|" * len(VERDICTS)]
-    for run in runs:
-        counts = " | ".join(str(run.count(v)) for v in VERDICTS)
-        lines.append(f"| {run.peer.title} | {len(run.results)} | {counts} |")
-    return lines
+    rows = [(run.peer.title, str(len(run.results)), *(str(run.count(v)) for v in VERDICTS)) for run in runs]
+    return doc.table((role, "cases", *VERDICTS), rows, "l" + "r" * (len(VERDICTS) + 1))
 
 
 def trouble_lines(runs: list[PeerRun]) -> list[str]:
@@ -451,8 +450,7 @@ def headline(result: Conformance) -> str:
     client = "fails none" if not client_failed else f"fails {len(client_failed)}: {', '.join(client_failed)}"
     return (f"**In short**: of the {len(chatflow.results)} cases, ChatFlow's server {ours}. The plain "
             f"`websockets` sync server with its defaults fails {plain.count('FAILED')}{limit_cases(plain)}, "
-            f"`websocket-server` {other.count('FAILED')}. ChatFlow's client {client}, where websocket-client "
-            "1.9.2 with its defaults fails 8, and relaxes no check of that library (see *Client*).")
+            f"`websocket-server` {other.count('FAILED')}. ChatFlow's client {client} (*Client*, below).")
 
 
 def limit_cases(run: PeerRun) -> str:
@@ -474,83 +472,14 @@ def non_ok_table(run: PeerRun) -> list[str]:
             groups.setdefault((r.verdict, r.reason), []).append(r.case_id)
     if not groups:
         return ["Every case OK."]
-    lines = ["| cases | verdict | reason |", "|---|---|---|"]
     ordered = sorted(groups.items(), key=lambda item: (VERDICTS.index(item[0][0]), all_ids.index(item[1][0])))
-    for (verdict, why), ids in ordered:
-        count = f" ({len(ids)})" if len(ids) > 1 else ""
-        lines.append(f"| {compact_ids(ids, all_ids)}{count} | {verdict} | {escape(why)} |")
-    return lines
+    rows = [(cases_cell(compact_ids(ids, all_ids), len(ids)), verdict, why) for (verdict, why), ids in ordered]
+    return doc.table(("cases", "verdict", "reason"), rows)
 
 
-def escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-PROSE_WHY = """\
-## Why the server is built on `websockets`
-
-ChatFlow's transport (`chatflow/server/websocket_server.py`) is one selector thread that moves
-bytes between sockets and the sans-I/O `ServerProtocol` of
-[`websockets`](https://pypi.org/project/websockets/): framing, masking, UTF-8 checks, close codes
-and limits are that library's; the selector loop, the reassembly of fragmented messages and the
-handler callbacks are ChatFlow's. The other ready-made server for plain threads,
-[`websocket-server`](https://pypi.org/project/websocket-server/) 0.6.4, was read and run
-(third row above) and rejected:
-
-- its handler never exposes the request path (it reads the request line and drops it), so
-  `/chat/{roomId}` could not be routed at all;
-- a fragmented message reaches the application as its first fragment: continuation frames are
-  logged and skipped without their payload being read, so the bytes after them are parsed as
-  frames;
-- invalid UTF-8 in a text frame raises `UnicodeDecodeError` out of the connection's thread,
-  which dies and drops the TCP connection without a close frame (1007 is never sent);
-- a frame header announcing 2^62 bytes is taken at its word: the whole payload is asked for in
-  one read, with no limit on a message's size (on this machine the buffer cannot be allocated,
-  and the `MemoryError` kills the connection's thread as above);
-- it never answers a client's close: on a Close frame it drops the TCP connection;
-- it writes each frame with one `socket.send` and ignores how much was taken (`sendall` is what
-  writes it all), so a send cut short, by a signal or a send timeout, silently loses the rest of
-  the frame;
-- every connection's thread adds itself to and removes itself from the shared list of clients
-  without a lock;
-- it has had no release since 0.6.4 in December 2021.
-"""
-
-PROSE_VERDICTS = """\
-## Reading the verdicts
-
-- **NON-STRICT** is conformant: the RFC allows it, the suite prefers something else, and here it
-  is a matter of timing. In 3.\\*, 4.\\* and 5.15 the suite sends a good message and a bad frame
-  in one write; the protocol parses both, fails the connection on the bad frame, and the echo of
-  the good message, produced after that, is no longer sent. In 6.4.\\* the invalid UTF-8 is caught
-  at the end of the frame that holds it, after the suite's next wait, rather than at the bad
-  octet: `websockets` hands over a frame only once it is whole. (ChatFlow decodes each fragment as
-  it comes, so where the bad octet is in a later frame of the message, as in 6.4.1 and 6.4.2, it
-  fails at that frame.) Which cases come out NON-STRICT rather than OK depends on how the
-  suite's writes fall into the server's reads, so the count moves by a few between runs.
-- **INFORMATIONAL**: the RFC leaves the behaviour open (7.1.6: a close sent right behind a large
-  message may be answered before the echo; 7.13.\\*: which code answers a close code the RFC
-  does not assign).
-- **UNIMPLEMENTED**: 12.\\* and 13.\\* test permessage-deflate. ChatFlow does not offer it, like
-  Java-WebSocket under the Java original's server, which negotiates no extension unless given one:
-  a chat message is about 160 bytes, and compressing each one costs CPU for next to nothing.
-  `websockets` offers it by default, so its server runs those cases.
-- **7.1.5** fails against ChatFlow and the `websockets` server alike: a Close frame arrives in the
-  middle of a fragmented text message. The `websockets` protocol core (`websockets/protocol.py`,
-  where a received Close frame is processed) treats that as a protocol error, "incomplete
-  fragmented message", and fails the connection with 1002; the suite expects the close to be
-  answered normally, with 1000. The library's maintainers give their reasoning in the
-  conformance notes of their repository (`compliance/README.rst` of python-websockets/websockets):
-  RFC 6455 says an endpoint *typically* echoes the close code it received, which leaves room for
-  another code. No upstream issue about it was found. ChatFlow keeps the library's behaviour
-  rather than working around its protocol core.
-- **9.\\*** test limits and performance: messages up to 16 MiB, and 4 MiB in fragments down to
-  64 bytes. ChatFlow's echo mount admits messages up to 32 MiB (`ECHO_LIMITS` in
-  `chatflow/config.py`) and puts no cap on the number of fragments. The `websockets` sync server
-  closes with 1009 on every message over its default `max_size` of 1 MiB, or, in 64-byte
-  fragments, at its sync implementation's cap of 4,096 fragments per message, which would still
-  refuse 4 MiB in fragments of 64 to 1,024 bytes with `max_size=None`.
-"""
+def cases_cell(pattern: str, count: int) -> str:
+    """Case ids and their count; a pattern's ``*`` is a character, not emphasis."""
+    return pattern.replace("*", "\\*") + (f" ({count})" if count > 1 else "")
 
 
 def times_cheaper(slow_us: float, fast_us: float) -> str:
@@ -561,20 +490,17 @@ def times_cheaper(slow_us: float, fast_us: float) -> str:
 def client_section(result: Conformance) -> list[str]:
     info, client = result.versions, result.client
     check_us, decode_us = result.utf8_check_us["validate_utf8"], result.utf8_check_us["decode"]
-    unimplemented = client.count("UNIMPLEMENTED")
-    wsaccel = ("pure Python: wsaccel, the C extension it uses when present, is not installed"
-               if info["wsaccel"] == "not installed" else f"here with wsaccel {info['wsaccel']}, its C extension")
+    library = ("pure Python: wsaccel, its C extension, is not installed" if info["wsaccel"] == "not installed"
+               else f"with wsaccel {info['wsaccel']}, its C extension")
     return [
         "## Client",
         "",
-        "The load-testing client's connection, `ChatWebSocketClient` (`chatflow/client/chat_websocket_client.py`, "
-        f"on [websocket-client](https://pypi.org/project/websocket-client/) {info['websocket-client']}), against "
-        "the suite's fuzzing server: `python -m bench.autobahn_echo_client` opens one connection per case, with "
-        "exactly the settings of the load runs (only the reply timeout is raised, to 120 s, for the suite's "
-        "16 MiB messages), and sends every message back unchanged, as the same type, until the connection "
-        "closes. A protocol error fails the connection as it does in a load run: 1002, or 1007 for invalid "
-        "UTF-8. The tool's `run_fuzzingserver.sh` runs the suite's server and the client together in a private "
-        "network namespace with only loopback.",
+        "The load-testing client's connection, `ChatWebSocketClient` on "
+        f"[websocket-client](https://pypi.org/project/websocket-client/) {info['websocket-client']}, against the "
+        "suite's fuzzing server: `python -m bench.autobahn_echo_client` opens one connection per case with the "
+        "settings of the load runs (only the reply timeout is raised, to 120 s, for the suite's 16 MiB messages) "
+        "and sends every message back unchanged, as the same type; the tool's `run_fuzzingserver.sh` runs both in "
+        "a private network namespace with only loopback.",
         "",
         *counts_table([client], "client"),
         "",
@@ -583,79 +509,37 @@ def client_section(result: Conformance) -> list[str]:
         "",
         *non_ok_table(client),
         "",
-        "- **NON-STRICT, 6.4.1–6.4.4**: a text message made invalid by its second part, sent in three parts "
-        "with a pause after each of the first two: three frames in 6.4.1 and 6.4.2, three pieces of one frame "
-        "in 6.4.3 and 6.4.4. websocket-client hands a message over only once its last frame is whole, and the "
-        "client checks the text then, so it fails the connection with 1007 after the second pause rather than "
-        "at the part that makes the text invalid. Conformant; the library's own check comes out the same.",
-        "- **INFORMATIONAL**, 7.1.6 and 7.13.\\*: the RFC leaves the behaviour open, as for the servers.",
-        f"- **UNIMPLEMENTED**: the {unimplemented} cases of 12.\\* and 13.\\* test permessage-deflate. The client "
-        "offers no extension: websocket-client has no permessage-deflate, and ChatFlow's server accepts none.",
+        "### The UTF-8 check of a reply",
         "",
-        "### Its settings, and the checks they relax: none",
+        "The client turns off websocket-client's UTF-8 check and decodes every text reply strictly instead "
+        "([client.md](../client.md#the-connection-websocket-client-tuned) says why). Both timed with timeit on "
+        "SPEC §1.4's 197-byte success reply (`SUCCESS_REPLY`), best of 5 repeats, as `python -m timeit` does:",
         "",
-        "Every connection of a load run, and of this run, is made by `open_websocket` in "
-        "`chatflow/client/chat_websocket_client.py`:",
+        *doc.table(("check", "µs per reply"), [
+            (f"websocket-client's `validate_utf8` ({library})", f"{check_us:.1f}"),
+            ("`bytes.decode()`, the client's", f"{decode_us:.2f}"),
+        ], "lr"),
         "",
-        "- **`skip_utf8_validation=True`, and every text reply decoded with `bytes.decode()` instead**, the "
-        "connection failed with 1007 when that raises. websocket-client's own check, "
-        f"`websocket._utils.validate_utf8` ({wsaccel}), costs **{check_us:.1f} µs** per 197-byte success reply; "
-        f"the strict decode costs **{decode_us:.2f} µs**: the setting saves {check_us - decode_us:.1f} µs of CPU "
-        "per reply, and costs no case. The decode is the stricter of the two: the "
-        "library's check rejects bytes that can never be valid UTF-8 but not a text that ends inside a "
-        "character (`validate_utf8(b\"\\xce\")` is true, with wsaccel or without), so websocket-client 1.9.2 "
-        "with its defaults echoes such texts and fails 8 cases, in the quick set and the full set alike: "
-        "6.6.1, 6.6.3, 6.6.4, 6.6.6, 6.6.8, 6.6.10, 6.14.6 and 6.14.7. ChatFlow's client fails them with 1007, "
-        "as RFC 6455 requires.",
-        "- **`ws.frame_buffer.skip_utf8_validation = False`** after connecting: the flag above also turns "
-        "off the library's check of a close frame's reason, and only the library can make that one (it "
-        "answers the close before returning it), so it is turned back on. Without it, 7.5.1 (a close whose "
-        "reason is not UTF-8) fails: answered with 1000, where 1002 or 1007 is expected. Close frames are "
-        "rare, so it costs a load run nothing.",
-        "- **`TCP_NODELAY`**: one small frame per request, which Nagle's algorithm would hold back.",
-        "- **`enable_multithread=False`**: one sender thread owns each connection, so the library's lock "
-        "around every send is pure cost.",
-        "- **`BufferedSocket`** under the library: one `recv` of up to 64 KiB serves the library's three "
-        "small reads per frame (header, length, payload), and the reply timeout is the socket's `SO_RCVTIMEO`, "
-        "so Python makes no `poll` before each read.",
-        "- **`MaskKeys`**: masking keys drawn from the OS's entropy source 1,024 at a time (4,096 bytes per "
-        "`os.urandom` call) rather than one call per frame.",
-        "",
-        "So no check is relaxed: the UTF-8 check of text replies is stricter than the library's and "
-        f"{times_cheaper(check_us, decode_us)} cheaper, the check of close reasons is the library's own, and "
-        "the last four settings change how bytes move, not what is accepted. The timings are this run's, "
-        "with timeit (best of 5 "
-        "repeats, as `python -m timeit`); by hand, from the repository root:",
-        "",
-        "```bash",
-        "python -m timeit -s 'from websocket._utils import validate_utf8; from bench.conformance import "
-        "SUCCESS_REPLY as r' 'validate_utf8(r)'",
-        "python -m timeit -s 'from bench.conformance import SUCCESS_REPLY as r' 'r.decode()'",
-        "```",
-        "",
-        "`SUCCESS_REPLY` is SPEC §1.4's example success response, 197 bytes: the reply a sender receives for "
-        "every message.",
+        f"The decode is {times_cheaper(check_us, decode_us)} cheaper: {check_us - decode_us:.1f} µs of CPU saved "
+        "per reply.",
         "",
     ]
 
 
-def document(result: Conformance) -> str:
+def document(result: Conformance) -> list[str]:
     info = result.versions
     selection = "the quick set (all but 9.\\*, 12.\\*, 13.\\*)" if result.quick else "the full set"
     lines = [
-        "# WebSocket conformance",
-        "",
-        "<!-- Generated by `python -m bench.conformance`: edit that script, not this file. -->",
-        "",
+        *doc.header("WebSocket conformance: the latest verdicts", "python -m bench.conformance",
+                    "What the suite checks, how to read its verdicts, and why each case that is not OK stays so: "
+                    "[conformance.md](../conformance.md)."),
         headline(result),
         "",
         f"[Autobahn|Testsuite](https://github.com/crossbario/autobahn-testsuite) {info['Autobahn|Testsuite']}, "
         f"{selection}, run on {result.date} with Python {info['Python']}, ChatFlow {info['ChatFlow']}, "
         f"websockets {info['websockets']}, websocket-client {info['websocket-client']} and websocket-server "
         f"{info['websocket-server']}: the suite's fuzzing client against three echo servers, and its fuzzing "
-        "server against ChatFlow's client (*Client*, below). Each peer is an echo, meant to send every message "
-        "back unchanged, as the same type; the suite sends valid and invalid frame sequences and judges every "
-        "reply against RFC 6455.",
+        "server against ChatFlow's client (*Client*, below).",
         "",
         "- **ChatFlow**: `run_server.py --echo --host 127.0.0.1 --port 0 --health-port 0`, the chat "
         "server's transport with an echo handler in place of chat, every limit at its `--echo` default.",
@@ -664,34 +548,15 @@ def document(result: Conformance) -> str:
         "- **`websocket-server`**: `python -m bench.echo_servers websocket-server`, an echo on the "
         f"`websocket-server` {WEBSOCKET_SERVER_VERSION} package.",
         "",
-        "## Results",
+        "## Servers",
         "",
         *counts_table(result.servers, "server"),
         "",
         *trouble_lines(result.servers),
-        PROSE_WHY,
-        PROSE_VERDICTS,
-        "## Every case that is not OK",
-        "",
     ]
     for run in result.servers:
-        lines += [f"### {run.peer.title}", "", *non_ok_table(run), ""]
-    lines += [
-        *client_section(result),
-        "## Running it again",
-        "",
-        "```bash",
-        "python -m bench.conformance            # the full set: the client, then three servers; rewrites this file",
-        "python -m bench.conformance --quick    # 247 cases per peer; writes no document",
-        "```",
-        "",
-        "It needs the Autobahn tool at `../shared/tools/autobahn`, beside the repository (its `setup.sh` "
-        "builds wstest's Python 2.7 virtualenv once), a private network namespace for the client's run "
-        "(`unshare -n` as root, or unprivileged user namespaces), and "
-        f"`pip install 'websocket-server=={WEBSOCKET_SERVER_VERSION}'`. The test suite runs the quick "
-        "set against ChatFlow's server and client (`tests/test_autobahn.py`, marker `autobahn`).",
-    ]
-    return "\n".join(lines) + "\n"
+        lines += [f"### {run.peer.title}: every case that is not OK", "", *non_ok_table(run), ""]
+    return lines + client_section(result)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -701,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-reports", type=Path, metavar="DIR",
                         help="run nothing: write the document from the reports of a past run")
     parser.add_argument("--doc", type=Path,
-                        help=f"the document to write (default: {DOC.relative_to(REPO)} for the full set, none for --quick)")
+                        help=f"the document to write (default: {doc.shown(DOC)} for the full set, none for --quick)")
     args = parser.parse_args(argv)
     try:
         if args.from_reports:
@@ -719,10 +584,9 @@ def main(argv: list[str] | None = None) -> int:
     for run in runs:
         print(f"| {run.peer.agent} | {run.seconds:.0f} | " + " | ".join(str(run.count(v)) for v in VERDICTS) + " |")
     print("UTF-8 check per 197-byte reply: " + ", ".join(f"{name} {us:.2f} µs" for name, us in result.utf8_check_us.items()))
-    doc = args.doc or (None if result.quick else DOC)
-    if doc is not None:
-        doc.write_text(document(result))
-        print(f"wrote {doc}")
+    page_path = args.doc or (None if result.quick else DOC)
+    if page_path is not None:
+        print(f"wrote {doc.shown(doc.write_page(page_path, document(result)))}")
     print(f"reports (index.html per peer) and {SUMMARY} in {reports}")
     return 1 if any(run.trouble for run in runs) else 0
 

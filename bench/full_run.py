@@ -1,22 +1,26 @@
-"""Regenerate docs/full-run/: the report of one full default run, as a reader sees it.
+"""Regenerate docs/measurements/full-run/: the report of one full default run, as a reader sees it.
 
 Runs ``run_client.py --local`` with the defaults (500,000 messages, 32 × 1,000 warmup,
 64 main threads) and a fixed seed, keeps its console output, and writes the report and
-charts under stable names. The metrics CSV itself (about 20 MB) is not kept.
+charts under stable names, with a README that says which command wrote them. The
+metrics CSV itself (about 20 MB) is not kept.
 
-    python -m bench.full_run [--messages N] [--output-dir docs/full-run]
+    python -m bench.full_run [--messages N] [--output-dir docs/measurements/full-run]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from bench import doc
+from bench.results import environment
 from chatflow.analysis.cli import write_outputs
 from chatflow.analysis.performance_analyzer import PerformanceAnalyzer
 
@@ -28,9 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.full_run", description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=500_000)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--output-dir", type=Path, default=REPO / "docs" / STEM)
+    parser.add_argument("--output-dir", type=Path, default=doc.MEASUREMENTS / STEM)
     args = parser.parse_args(argv)
 
+    started_at = datetime.datetime.now(datetime.timezone.utc).isoformat()
     with tempfile.TemporaryDirectory() as scratch:
         command = [sys.executable, "run_client.py", "--local", "--quiet", "--seed", str(args.seed),
                    "--messages", str(args.messages), "--output-dir", scratch]
@@ -50,12 +55,27 @@ def main(argv: list[str] | None = None) -> int:
         analysis = dataclasses.replace(PerformanceAnalyzer().analyze(csv), source=csv.name)
         written = write_outputs(analysis, args.output_dir, STEM, run=figures.get("run"))
         console = args.output_dir / f"{STEM}_console.txt"
-        console.write_text(f"$ python run_client.py --local --quiet --seed {args.seed}"
-                           f"{'' if args.messages == 500_000 else f' --messages {args.messages}'}\n"
-                           + _without_paths(run.stdout, scratch))
-    for path in [*written, console]:
-        print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+        client_command = (f"python run_client.py --local --quiet --seed {args.seed}"
+                          f"{'' if args.messages == 500_000 else f' --messages {args.messages}'}")
+        console.write_text(f"$ {client_command}\n" + _without_paths(run.stdout, scratch))
+        index = doc.write_page(args.output_dir / "README.md", index_page(client_command, started_at, written))
+    for path in [*written, console, index]:
+        print(f"wrote {doc.shown(path)}")
     return 0
+
+
+def index_page(client_command: str, started_at: str, written: list[Path]) -> list[str]:
+    """The folder's README: which command wrote the files, what run they are of, and each file."""
+    return [
+        *doc.header("A full default run", "python -m bench.full_run",
+                    "What each figure means: [analysis.md](../../analysis.md); what a run does: "
+                    "[client.md](../../client.md)."),
+        f"`{client_command}`: the client against a local server that it starts on the same machine. "
+        + doc.measured_on(started_at, environment()),
+        "",
+        f"- [{STEM}_console.txt]({STEM}_console.txt): what it printed",
+        *(f"- [{path.name}]({path.name})" for path in written),
+    ]
 
 
 def _without_paths(text: str, scratch: str) -> str:

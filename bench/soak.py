@@ -22,7 +22,8 @@ The load generator is one thread and one selector over non-blocking sockets, wit
 hand-made opening handshake and hand-masked frames: thousands of client threads would
 cost this 2-core machine more than the server does. It raises its own soft
 RLIMIT_NOFILE to the hard limit (the server process inherits it): each process needs a
-descriptor per connection. Results go to bench/results/soak_<timestamp>.json.
+descriptor per connection. Results go to bench/results/soak_<timestamp>.json and, for a
+run with the defaults, the page docs/measurements/soak.md (``--doc PATH`` for another).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import datetime
 import errno
 import hashlib
 import heapq
+import json
 import os
 import random
 import resource
@@ -60,6 +62,8 @@ from bench.server_bench import (
     masked_frame,
     start_server,
 )
+from bench import doc
+from bench.doc import number, text_table
 from bench.results import RESULTS_DIR, environment, write_results
 from chatflow.arguments import seconds, whole_number
 
@@ -72,6 +76,7 @@ PROGRESS_EVERY = 10.0
 MAX_ERRORS_KEPT = 20
 CLOSE_NORMAL = (1000).to_bytes(2, "big")
 PONG_FRAME_LIMIT = 125
+DOC = doc.MEASUREMENTS / "soak.md"
 
 CONNECTING, HANDSHAKING, OPEN, CLOSING, CLOSED = "connecting", "handshaking", "open", "closing", "closed"
 
@@ -570,28 +575,87 @@ def raise_fd_limit() -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
-def format_table(report: dict) -> str:
-    hold, churn, server = report["hold"], report["churn"], report["server"]
-
-    def ms(value: float | None) -> str:
-        return "-" if value is None else f"{value:.1f}"
-
-    rows = [("phase", "connections", "sent", "answered", "errors", "p50 ms", "p99 ms", "max ms")]
+def phase_rows(report: dict) -> list[tuple[str, ...]]:
+    """One row per phase: what it opened, sent and got back, and its latency."""
+    hold, churn = report["hold"], report["churn"]
+    rows = []
     for name, phase, count in (("hold", hold, f"{hold['connections_held']:,} held"),
                                ("churn", churn, f"{churn['cycles']:,} cycles")):
         latency = phase["latency"]
         rows.append((name, count, f"{phase['sent']:,}", f"{phase['answered']:,}", str(phase["errors"]),
-                     ms(latency["p50_ms"]), ms(latency["p99_ms"]), ms(latency["max_ms"])))
-    rows.append(("",) * len(rows[0]))
-    rows.append(("server", "idle", "hold peak", "after hold", "after churn", "", "", ""))
-    points = [server["idle"], server["hold_peak"], server["after_hold"], server["after_churn"]]
-    rows.append(("RSS MiB", *(f"{point['rss_bytes'] / 2**20:.1f}" for point in points), "", "", ""))
-    rows.append(("threads", *(str(point["threads"]) for point in points), "", "", ""))
-    rows.append(("fds", *(str(point["fds"]) for point in points), "", "", ""))
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return "\n".join("  ".join([row[0].ljust(widths[0])] + [value.rjust(width) for value, width in
-                                                            zip(row[1:], widths[1:])]).rstrip()
-                     for row in rows)
+                     number(latency["p50_ms"], 1), number(latency["p99_ms"], 1), number(latency["max_ms"], 1)))
+    return rows
+
+
+SERVER_POINTS = ("idle", "hold_peak", "after_hold", "after_churn")
+
+
+def server_rows(report: dict) -> list[tuple[str, ...]]:
+    """What the server held at each point: resident memory, threads, descriptors."""
+    points = [report["server"][name] for name in SERVER_POINTS]
+    return [
+        ("RSS (MiB)", *(f"{point['rss_bytes'] / 2**20:.1f}" for point in points)),
+        ("threads", *(str(point["threads"]) for point in points)),
+        ("open fds", *(f"{point['fds']:,}" for point in points)),
+    ]
+
+
+def format_table(report: dict) -> str:
+    head = ("phase", "connections", "sent", "answered", "errors", "p50 ms", "p99 ms", "max ms")
+    blank = ("",) * (len(head) - 1 - len(SERVER_POINTS))
+    rows = [head, *phase_rows(report), ("",) * len(head),
+            ("server", "idle", "hold peak", "after hold", "after churn", *blank),
+            *(row + blank for row in server_rows(report))]
+    return "\n".join(text_table(rows))
+
+
+def page(report: dict) -> list[str]:
+    """docs/measurements/soak.md, from the run's JSON."""
+    options, hold, churn, server = report["options"], report["hold"], report["churn"], report["server"]
+    problems = failures(report)
+    hold_row, churn_row = phase_rows(report)
+    held = max(1, hold["connections_held"])
+    per_connection = (server["hold_peak"]["rss_bytes"] - server["idle"]["rss_bytes"]) / held
+    churn_growth = server["after_churn"]["rss_bytes"] - server["after_hold"]["rss_bytes"]
+    verdict = ("Passed: every connection opened, every message got its own success reply, and the server gave "
+               "back every descriptor after each phase." if not problems
+               else "FAILED: " + "; ".join(problems) + ".")
+    return [
+        *doc.header("Soak: the latest figures", "python -m bench.soak",
+                    "What each phase checks and why: [reliability.md](../reliability.md#soak-long-form)."),
+        f"{doc.measured_on(report['started_at'], report['environment'])} Client and server on the same machine; "
+        f"load average (1 minute) {report['environment']['load_average_after']:.1f} at the end.",
+        "",
+        f"Hold: {options['connections']:,} connections across all {ROOMS} rooms, "
+        f"{options['connect_parallel']:,} handshakes in flight at a time, each sending the 160-byte chat message "
+        f"every {options['interval']:g} s for {options['duration']:g} s. Churn: {options['churn']:,} cycles of "
+        f"connect, one message, its reply and close, {options['churn_parallel']:,} at a time. Latency is from the "
+        "send to the whole reply, measured by the one-thread load generator, so it includes the generator's own "
+        "delays.",
+        "",
+        *doc.table(("phase", "connections", "sent", "answered", "errors", "p50 (ms)", "p99 (ms)", "max (ms)"), [
+            (f"hold, {options['duration']:g} s", f"{hold['connections_held']:,} held "
+             f"(opened in {hold['opening_seconds']:.1f} s)", *hold_row[2:]),
+            ("churn", f"{churn['cycles']:,} cycles in {churn['seconds']:.1f} s", *churn_row[2:]),
+        ], "llrrrrrr"),
+        "",
+        *doc.table(("server", "idle", "hold, peak", "after hold (= before churn)", "after churn"),
+                   server_rows(report), "lrrrr"),
+        "",
+        f"Each held connection cost the server {per_connection / 1024:,.1f} KiB of resident memory; the churn "
+        f"changed it by {churn_growth / 1024:+,.0f} KiB. {verdict}",
+    ]
+
+
+def default_run(args: argparse.Namespace) -> bool:
+    """Whether the run is the one the page is for: every measuring option at its default."""
+    defaults = build_parser().parse_args([])
+    return all(getattr(args, name) == getattr(defaults, name) for name in MEASURING_OPTIONS)
+
+
+#: The options that change what is measured (not where the JSON goes).
+MEASURING_OPTIONS = ("connections", "duration", "interval", "connect_parallel", "churn", "churn_parallel",
+                     "sample_interval", "seed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -616,6 +680,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=1, help="for the send offsets (default %(default)s)")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR,
                         help="where the JSON goes (default bench/results)")
+    parser.add_argument("--doc", type=Path, metavar="PATH",
+                        help=f"the page to write (default: {doc.shown(DOC)} for a run with the defaults, "
+                             "none otherwise)")
+    parser.add_argument("--from-results", type=Path, metavar="JSON",
+                        help="run nothing: write the page from a past run's JSON")
     return parser
 
 
@@ -678,13 +747,19 @@ def failures(report: dict) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        report = run(args)
-    except BenchError as exc:
-        print(f"soak: error: {exc}", file=sys.stderr)
-        return 1
-    print(format_table(report))
-    print(f"results: {write_results(report, args.output_dir, 'soak')}")
+    if args.from_results:
+        report = json.loads(args.from_results.read_text())
+    else:
+        try:
+            report = run(args)
+        except BenchError as exc:
+            print(f"soak: error: {exc}", file=sys.stderr)
+            return 1
+        print(format_table(report))
+        print(f"results: {write_results(report, args.output_dir, 'soak')}")
+    page_path = args.doc or (DOC if not args.from_results and default_run(args) else None)
+    if page_path is not None:
+        print(f"wrote {doc.shown(doc.write_page(page_path, page(report)))}")
     problems = failures(report)
     for problem in problems:
         print(f"soak: FAILED: {problem}", file=sys.stderr)
