@@ -11,8 +11,8 @@ import pytest
 
 from chatflow.client.littles_law import predict, with_result
 from chatflow.client.load_test import LoadTest, LoadTestConfig, PhasePlan, RunResult, plan_phases, split
-from chatflow.client.message_sender import SUCCESS
 from chatflow.client.summary import format_summary, verdict
+from chatflow.metrics import Status
 from chatflow.config import ClientDefaults
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
 from conftest import BackgroundRun, serving, wait_until
@@ -55,7 +55,7 @@ def test_every_message_succeeds_and_is_counted_once(recorded_run) -> None:
     assert verdict(result) == "OK: all 5,000 messages succeeded"
     # One recorder call per attempt; here one final success per message.
     assert len(records) == 5_000
-    assert {(status, final) for _, _, _, status, _, final in records} == {(SUCCESS, True)}
+    assert {(status, final) for _, _, _, status, _, final in records} == {(Status.SUCCESS, True)}
 
 
 def test_phases_are_accounted_separately(recorded_run) -> None:

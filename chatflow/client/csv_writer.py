@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from chatflow.client.metric_record import CSV_HEADER, MetricRecord
+from chatflow.metrics import CSV_HEADER, MetricRecord
 
 HIGH_WATER = 200_000
 BATCH = 4096

@@ -21,8 +21,9 @@ import psutil
 from chatflow.client.chat_websocket_client import ChatWebSocketClient, ConnectFailed, ConnectionClosed, ReplyTimeout
 from chatflow.client.littles_law import Prediction, predict, with_result
 from chatflow.client.message_generator import MessageGenerator, random_message
-from chatflow.client.message_sender import CANCELLED, MessageSender, Recorder, RetryPolicy, SenderStats, is_success
+from chatflow.client.message_sender import MessageSender, RetryPolicy, SenderStats
 from chatflow import wire
+from chatflow.metrics import Recorder, Status
 from chatflow.config import ClientDefaults
 
 log = logging.getLogger("chatflow.client")
@@ -107,7 +108,8 @@ class RunResult:
             total.merge(phase.stats)
         total.failure += self.unsent
         if self.unsent:
-            total.failures_by_status[CANCELLED] = total.failures_by_status.get(CANCELLED, 0) + self.unsent
+            cancelled = Status.CANCELLED.value
+            total.failures_by_status[cancelled] = total.failures_by_status.get(cancelled, 0) + self.unsent
         return total
 
     @property
@@ -199,7 +201,7 @@ def probe_round_trip(config: LoadTestConfig, stop: threading.Event,
                 if stop.wait(config.retry.delay(failures + 1)):
                     return None
                 continue
-            if not is_success(reply):
+            if not wire.is_success(reply):
                 raise ServerUnreachable(f"the server at {url} answered the probe with an error: {reply[:200]!r}")
             failures = 0  # the attempts are per round trip, as a sender's per message
             if warm_up:

@@ -11,10 +11,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-
-import orjson
 
 from chatflow.client.chat_websocket_client import (
     ChatWebSocketClient,
@@ -23,19 +20,17 @@ from chatflow.client.chat_websocket_client import (
     ReplyTimeout,
 )
 from chatflow.client.message_generator import OutgoingMessage
+from chatflow.metrics import Recorder, Status
+from chatflow.timestamps import now_ms
+from chatflow.wire import is_success
 
 log = logging.getLogger("chatflow.client")
 
-SUCCESS = "success"
-ERROR = "error"
-TIMEOUT = "timeout"
-CONNECTION_CLOSED = "connection_closed"
-CONNECTION_FAILED = "connection_failed"
-CANCELLED = "cancelled"
-CLIENT_ERROR = "client_error"
-
-#: Called once per attempt: (epoch ms at send, message type, latency ms, status, room, final).
-Recorder = Callable[[int, str, float, str, int, bool], None]
+# Plain str values on the per-message path: an enum member costs a lookup each time,
+# and the CSV writer formats a str faster.
+SUCCESS, ERROR, TIMEOUT = Status.SUCCESS.value, Status.ERROR.value, Status.TIMEOUT.value
+CONNECTION_CLOSED, CONNECTION_FAILED = Status.CONNECTION_CLOSED.value, Status.CONNECTION_FAILED.value
+CANCELLED, CLIENT_ERROR = Status.CANCELLED.value, Status.CLIENT_ERROR.value
 
 
 @dataclass
@@ -69,15 +64,6 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         """Wait before ``attempt`` (2, 3, …): 0.1, 0.2, 0.4, 0.8 s by default."""
         return self.backoff * 2 ** (attempt - 2)
-
-
-def is_success(reply: bytes) -> bool:
-    if reply.endswith(b'"status":"success"}'):
-        return True
-    try:
-        return orjson.loads(reply).get("status") == SUCCESS
-    except (orjson.JSONDecodeError, AttributeError):
-        return False
 
 
 class MessageSender:
@@ -151,9 +137,9 @@ class MessageSender:
                     self._fail(item, CANCELLED)
                     return
             if self._client is None and not self._connect():
-                self._attempt_failed(item, attempt, CONNECTION_FAILED, time.time_ns() // 1_000_000, 0.0)
+                self._attempt_failed(item, attempt, CONNECTION_FAILED, now_ms(), 0.0)
                 continue
-            sent_ms = time.time_ns() // 1_000_000
+            sent_ms = now_ms()
             start = time.perf_counter()
             try:
                 reply = self._client.request_frame(item.frame)
@@ -203,7 +189,7 @@ class MessageSender:
 
     def _fail(self, item: OutgoingMessage, status: str, sent_ms: int | None = None, latency_ms: float = 0.0) -> None:
         self._count_failure(status)
-        self._record(sent_ms if sent_ms is not None else time.time_ns() // 1_000_000, item, latency_ms, status, True)
+        self._record(sent_ms if sent_ms is not None else now_ms(), item, latency_ms, status, True)
 
     def _count_failure(self, status: str) -> None:
         stats = self.stats
