@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 import pytest
 import websocket
 
-from chatflow.client.load_test import LoadTest, RunResult
+from chatflow.client.results import RunResult
+from chatflow.client.run import LoadTest
 from chatflow.config import ServerLimits
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
 from chatflow.server.websocket_server import Handler, WebSocketServer

@@ -12,8 +12,11 @@ from contextlib import ExitStack
 
 import pytest
 
-from chatflow.client.load_test import LoadTest, LoadTestConfig, RunResult, plan_phases
-from chatflow.client.message_sender import RetryPolicy
+from chatflow.client.config import LoadTestConfig
+from chatflow.client.plan import plan_phases
+from chatflow.client.results import RunResult
+from chatflow.client.retry import RetryPolicy
+from chatflow.client.run import LoadTest
 from chatflow.client.summary import verdict
 from chatflow.metrics import Status
 from conftest import BackgroundRun, free_port, server_process, wait_until

@@ -10,7 +10,10 @@ from collections import Counter
 import pytest
 
 from chatflow.client.littles_law import predict, with_result
-from chatflow.client.load_test import LoadTest, LoadTestConfig, PhasePlan, RunResult, plan_phases, split
+from chatflow.client.config import LoadTestConfig
+from chatflow.client.plan import PhasePlan, plan_phases, split
+from chatflow.client.results import RunResult
+from chatflow.client.run import LoadTest
 from chatflow.client.summary import format_summary, verdict
 from chatflow.metrics import Status
 from chatflow.config import ClientDefaults

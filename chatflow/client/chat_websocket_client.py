@@ -8,12 +8,13 @@ drop the connection (``close``) and open a new one, never reuse it.
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 
 import websocket
 from websocket import ABNF
+
+from chatflow.client.framing import MaskKeys
 
 OPCODE_TEXT = ABNF.OPCODE_TEXT
 OPCODE_CLOSE = ABNF.OPCODE_CLOSE
@@ -34,7 +35,6 @@ class ReplyTimeout(Exception):
 
 
 READ_SIZE = 64 * 1024
-MASK_POOL = 4096
 
 
 class BufferedSocket:
@@ -81,34 +81,6 @@ class BufferedSocket:
 
     def __getattr__(self, name: str):
         return getattr(self._sock, name)
-
-
-class MaskKeys:
-    """Masking keys from the OS's entropy source, drawn 1,024 keys per system call."""
-
-    __slots__ = ("_pool", "_offset")
-
-    def __init__(self) -> None:
-        self._pool = b""
-        self._offset = MASK_POOL
-
-    def __call__(self, length: int) -> bytes:
-        if self._offset + length > len(self._pool):
-            self._pool, self._offset = os.urandom(MASK_POOL), 0
-        start = self._offset
-        self._offset = start + length
-        return self._pool[start:start + length]
-
-
-def text_frame(payload: bytes, mask_keys: MaskKeys) -> bytes:
-    """The whole masked text frame for ``payload``, as websocket-client frames it.
-
-    The generator thread builds each message's frame ahead of time with this, so the
-    sender's hot path only writes bytes (``ChatWebSocketClient.request_frame``).
-    """
-    frame = ABNF.create_frame(payload, ABNF.OPCODE_TEXT)
-    frame.get_mask_key = mask_keys
-    return frame.format()
 
 
 def open_websocket(url: str, timeout: float) -> websocket.WebSocket:

@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 
 from chatflow.arguments import seconds, whole_number
+from chatflow.client.config import LoadTestConfig
 from chatflow.client.csv_writer import CsvWriter
-from chatflow.client.load_test import LoadTest, LoadTestConfig, RunResult
 from chatflow.client.local_server import LocalServer, LocalServerError
-from chatflow.client.message_sender import RetryPolicy
 from chatflow.client.progress import ProgressDisplay
+from chatflow.client.results import RunResult
+from chatflow.client.retry import RetryPolicy
+from chatflow.client.run import LoadTest
 from chatflow.client.summary import format_predictions, format_summary, run_figures, verdict
 from chatflow.config import ClientDefaults
 

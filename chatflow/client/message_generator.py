@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass
 
 from chatflow import wire
-from chatflow.client.chat_websocket_client import MaskKeys, text_frame
+from chatflow.client.framing import MaskKeys, text_frame
 from chatflow.models import ChatMessage, MessageType
 from chatflow.timestamps import now_ms
 

@@ -11,7 +11,6 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field, fields
 
 from chatflow.client.chat_websocket_client import (
     ChatWebSocketClient,
@@ -20,6 +19,8 @@ from chatflow.client.chat_websocket_client import (
     ReplyTimeout,
 )
 from chatflow.client.message_generator import OutgoingMessage
+from chatflow.client.results import SenderStats
+from chatflow.client.retry import RetryPolicy
 from chatflow.metrics import Recorder, Status
 from chatflow.timestamps import now_ms
 from chatflow.wire import is_success
@@ -31,39 +32,6 @@ log = logging.getLogger("chatflow.client")
 SUCCESS, ERROR, TIMEOUT = Status.SUCCESS.value, Status.ERROR.value, Status.TIMEOUT.value
 CONNECTION_CLOSED, CONNECTION_FAILED = Status.CONNECTION_CLOSED.value, Status.CONNECTION_FAILED.value
 CANCELLED, CLIENT_ERROR = Status.CANCELLED.value, Status.CLIENT_ERROR.value
-
-
-@dataclass
-class SenderStats:
-    """One sender's counts. Only its own thread writes them, so no lock is needed on
-    the hot path; the run adds them up (``merge``) for progress and for the summary."""
-
-    success: int = 0
-    failure: int = 0
-    connections: int = 0
-    reconnections: int = 0
-    retries: int = 0
-    queue_empty: int = 0
-    latency_sum: float = 0.0
-    failures_by_status: dict[str, int] = field(default_factory=dict)
-
-    def merge(self, other: SenderStats) -> None:
-        for f in fields(self):
-            if f.name == "failures_by_status":
-                for status, count in other.failures_by_status.items():
-                    self.failures_by_status[status] = self.failures_by_status.get(status, 0) + count
-            else:
-                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 5
-    backoff: float = 0.1
-
-    def delay(self, attempt: int) -> float:
-        """Wait before ``attempt`` (2, 3, …): 0.1, 0.2, 0.4, 0.8 s by default."""
-        return self.backoff * 2 ** (attempt - 2)
 
 
 class MessageSender:
