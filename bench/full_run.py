@@ -19,6 +19,7 @@ from pathlib import Path
 
 from chatflow.analysis.cli import write_outputs
 from chatflow.analysis.performance_analyzer import PerformanceAnalyzer
+from chatflow.client.config import LoadTestConfig
 
 REPO = Path(__file__).resolve().parents[1]
 STEM = "full-run"
@@ -26,7 +27,7 @@ STEM = "full-run"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.full_run", description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=500_000)
+    parser.add_argument("--messages", type=int, default=LoadTestConfig.messages)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output-dir", type=Path, default=REPO / "docs" / STEM)
     args = parser.parse_args(argv)
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         written = write_outputs(analysis, args.output_dir, STEM, run=figures.get("run"))
         console = args.output_dir / f"{STEM}_console.txt"
         console.write_text(f"$ python run_client.py --local --quiet --seed {args.seed}"
-                           f"{'' if args.messages == 500_000 else f' --messages {args.messages}'}\n"
+                           f"{'' if args.messages == LoadTestConfig.messages else f' --messages {args.messages}'}\n"
                            + _without_paths(run.stdout, scratch))
     for path in [*written, console]:
         print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")

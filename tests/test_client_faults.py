@@ -141,7 +141,8 @@ def test_error_reply_counts_failed_and_is_not_retried() -> None:
     assert totals.failures_by_status == {Status.ERROR: refused}
     assert (totals.retries, totals.reconnections, totals.connections) == (0, 0, 8)
     assert statuses(records, final=False) == []
-    assert sorted(statuses(records, final=True)) == sorted([Status.ERROR] * refused + [Status.SUCCESS] * (200 - refused))
+    assert sorted(statuses(records, final=True)) \
+        == sorted([Status.ERROR] * refused + [Status.SUCCESS] * (200 - refused))
     # Each message reached the server once: nothing was sent again.
     texts = [r.text for r in server.received if r.connection > PROBE_CONNECTION]
     assert len(texts) == len(set(texts)) == 200

@@ -197,7 +197,7 @@ def test_every_success_is_credited_with_its_own_reply_and_the_delay_it_met() -> 
             for message in messages:
                 queued.put(message)
             workers.append(MessageSender(f"{proxy.url}/chat/{sender}", sender, queued, each, stop,
-                                         PROXY_TIMEOUT_S, PROXY_RETRY,
+                                         timeout=PROXY_TIMEOUT_S, retry=PROXY_RETRY,
                                          recorder=lambda *record, out=records[sender]: out.append(record)))
         with ThreadPoolExecutor(max_workers=senders) as pool:
             futures = [pool.submit(worker.run) for worker in workers]

@@ -123,7 +123,7 @@ def describe_error(exc: BaseException) -> str:
 class ChatWebSocketClient:
     """A persistent connection for one sender thread, one request at a time."""
 
-    def __init__(self, url: str, timeout: float = 1.0) -> None:
+    def __init__(self, url: str, *, timeout: float) -> None:
         self.url = url
         self.timeout = timeout
         self._ws = open_websocket(url, timeout)

@@ -1,27 +1,36 @@
-"""The configuration of a load test."""
+"""The configuration of a load test, and the one place of the client's defaults.
+
+The defaults are the Java original's run: 32 warmup threads × 1,000 messages, then 64
+threads for the rest of 500,000. The command line shows and uses these fields' defaults
+(``chatflow.client.main``); the classes below the run take their settings from a config.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from chatflow.client.retry import RetryPolicy
-from chatflow.config import ClientDefaults
-
-DEFAULTS = ClientDefaults()
 
 
 @dataclass(frozen=True)
 class LoadTestConfig:
     base_url: str
-    messages: int = DEFAULTS.messages
-    warmup_threads: int = DEFAULTS.warmup_threads
-    warmup_messages: int = DEFAULTS.warmup_messages
-    threads: int = DEFAULTS.threads
-    timeout: float = DEFAULTS.timeout
-    retry: RetryPolicy = RetryPolicy(DEFAULTS.max_attempts, DEFAULTS.backoff)
-    rooms: int = DEFAULTS.rooms
+    messages: int = 500_000
+    #: No warmup phase when either warmup figure is 0 (``plan_phases``).
+    warmup_threads: int = 32
+    warmup_messages: int = 1_000
+    threads: int = 64
+    #: Seconds to wait for each reply.
+    timeout: float = 1.0
+    retry: RetryPolicy = RetryPolicy(max_attempts=5, backoff=0.1)
+    #: Each sender picks a room in 1..rooms (SPEC §2.1).
+    rooms: int = 20
     seed: int | None = None
-    probe_messages: int = DEFAULTS.probe_messages
+    #: Round trips the probe measures for Little's Law, after its warm-up ones.
+    probe_messages: int = 200
+    #: Where the metrics, the report and the charts are written.
+    output_dir: Path = Path("results")
 
     def room_url(self, room: int) -> str:
         return f"{self.base_url}/chat/{room}"

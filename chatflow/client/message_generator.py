@@ -90,8 +90,9 @@ class MessageGenerator(threading.Thread):
         total: int,
         out: queue.SimpleQueue[OutgoingMessage],
         stop: threading.Event,
-        rooms: int = 20,
-        seed: int | None = None,
+        *,
+        rooms: int,
+        seed: int | None,
         capacity: int = QUEUE_SIZE,
     ) -> None:
         super().__init__(name="MessageGenerator", daemon=True)

@@ -44,8 +44,9 @@ class MessageSender:
         messages: queue.SimpleQueue[OutgoingMessage],
         quota: int,
         stop: threading.Event,
-        timeout: float = 1.0,
-        retry: RetryPolicy = RetryPolicy(),
+        *,
+        timeout: float,
+        retry: RetryPolicy,
         recorder: Recorder | None = None,
     ) -> None:
         self.url = url
@@ -140,7 +141,7 @@ class MessageSender:
 
     def _connect(self) -> bool:
         try:
-            self._client = ChatWebSocketClient(self.url, self.timeout)
+            self._client = ChatWebSocketClient(self.url, timeout=self.timeout)
         except ConnectFailed as exc:
             self._last_error = str(exc)
             log.debug("connect to %s failed: %s", self.url, exc)

@@ -28,7 +28,11 @@ def split(total: int, parts: int) -> list[int]:
 
 
 def plan_phases(config: LoadTestConfig) -> list[PhasePlan]:
-    """Warmup: each warmup thread sends its fixed count; main: the rest, split evenly."""
+    """Warmup: each warmup thread sends its fixed count; main: the rest, split evenly.
+
+    No warmup phase when either warmup figure is 0, nor a main phase when the warmup
+    takes every message.
+    """
     warmup_total = min(config.messages, config.warmup_threads * config.warmup_messages)
     plans = []
     if warmup_total:

@@ -41,7 +41,7 @@ def probe_round_trip(config: LoadTestConfig, stop: threading.Event,
                 return None
             try:
                 if client is None:
-                    client = ChatWebSocketClient(url, config.timeout)
+                    client = ChatWebSocketClient(url, timeout=config.timeout)
                     warm_up = WARM_UP_ROUND_TRIPS  # a new connection warms up again
                 payload = wire.encode_chat_message(random_message(rng, config.rooms)[0])
                 start = clock()

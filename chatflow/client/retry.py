@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 5
-    backoff: float = 0.1
+    max_attempts: int
+    backoff: float
 
     def delay(self, attempt: int) -> float:
-        """Wait before ``attempt`` (2, 3, …): 0.1, 0.2, 0.4, 0.8 s by default."""
+        """Wait before ``attempt`` (2, 3, …): backoff, then twice as long each time."""
         return self.backoff * 2 ** (attempt - 2)

@@ -64,7 +64,7 @@ class LoadTest:
             on_probe(result.round_trip_s, list(predictions.values()))
 
         messages: queue.SimpleQueue = queue.SimpleQueue()
-        generator = MessageGenerator(config.messages, messages, self.stop, config.rooms, config.seed)
+        generator = MessageGenerator(config.messages, messages, self.stop, rooms=config.rooms, seed=config.seed)
         cpu = CpuMeter(self.server_pid)
         generator.start()
         # As the Java original, which makes its messages before sending: the senders
@@ -97,8 +97,8 @@ class LoadTest:
             # As the Java original: each thread picks a random room and stays in it.
             room = self._room_rng.randint(1, config.rooms)
             senders.append(MessageSender(
-                config.room_url(room), room, messages, quota,
-                self.stop, config.timeout, config.retry, self.recorder,
+                config.room_url(room), room, messages, quota, self.stop,
+                timeout=config.timeout, retry=config.retry, recorder=self.recorder,
             ))
         self._senders.extend(senders)
         start = time.perf_counter()
