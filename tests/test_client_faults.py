@@ -12,10 +12,9 @@ from contextlib import ExitStack
 
 import pytest
 
-from chatflow.client.config import LoadTestConfig
+from chatflow.client.config import LoadTestConfig, RetryPolicy
 from chatflow.client.plan import plan_phases
 from chatflow.client.results import RunResult
-from chatflow.client.retry import RetryPolicy
 from chatflow.client.run import LoadTest
 from chatflow.client.summary import verdict
 from chatflow.metrics import Status

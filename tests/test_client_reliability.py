@@ -26,13 +26,12 @@ import pytest
 
 from chatflow.client import main as client_main
 from chatflow.client.chat_websocket_client import ChatWebSocketClient, ConnectionClosed
-from chatflow.client.config import LoadTestConfig
+from chatflow.client.config import LoadTestConfig, RetryPolicy
 from chatflow.client.csv_writer import BATCH, CsvWriter
 from chatflow.client.framing import MaskKeys
 from chatflow.client.message_generator import OutgoingMessage
 from chatflow.client.message_sender import MessageSender
 from chatflow.client.results import RunResult, SenderStats
-from chatflow.client.retry import RetryPolicy
 from chatflow.client.run import LoadTest
 from chatflow.client.summary import format_summary
 from chatflow.metrics import Status

@@ -11,10 +11,9 @@ import pytest
 
 from chatflow.client.littles_law import predict, with_result
 from chatflow.client.main import build_parser, load_test_config
-from chatflow.client.config import LoadTestConfig
+from chatflow.client.config import LoadTestConfig, RetryPolicy
 from chatflow.client.plan import PhasePlan, plan_phases, split
 from chatflow.client.results import RunResult
-from chatflow.client.retry import RetryPolicy
 from chatflow.client.run import LoadTest
 from chatflow.client.summary import format_summary, verdict
 from chatflow.metrics import Status

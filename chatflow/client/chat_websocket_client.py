@@ -158,18 +158,17 @@ class ChatWebSocketClient:
         return opcode, data
 
     def send(self, payload: bytes, opcode: int = OPCODE_TEXT) -> None:
+        """One message, framed by the library (the conformance echo client's path)."""
         try:
             self._ws.send(payload, opcode)
         except (OSError, websocket.WebSocketException) as exc:
             raise ConnectionClosed(describe_error(exc)) from exc
 
-    def request(self, payload: bytes) -> bytes:
-        """Send one message and return the reply that answers it."""
-        self.send(payload)
-        return self.receive()[1]
+    def request(self, frame: bytes) -> bytes:
+        """Write one whole frame (``framing.text_frame``) and return the reply that answers it.
 
-    def request_frame(self, frame: bytes) -> bytes:
-        """As ``request``, for a frame made by ``text_frame``."""
+        The one request path of the load test: the senders and the round-trip probe.
+        """
         try:
             self._ws.sock.sendall(frame)
         except OSError as exc:

@@ -10,7 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatflow.client.retry import RetryPolicy
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many attempts a message gets, and the backoff between them."""
+
+    max_attempts: int
+    backoff: float
+
+    def delay(self, attempt: int) -> float:
+        """Wait before ``attempt`` (2, 3, …): backoff, then twice as long each time."""
+        return self.backoff * 2 ** (attempt - 2)
 
 
 @dataclass(frozen=True)
