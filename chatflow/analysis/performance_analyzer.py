@@ -1,7 +1,7 @@
 """Statistics of one per-message metrics CSV (SPEC §2.5), ours or the Java client's.
 
 The file is read once by pandas' C parser with explicit dtypes, then every figure is a
-vectorised operation, so a 500,000-row run is analysed in well under a few seconds.
+vectorised operation: no Python runs per row (docs/analysis.md, "Speed").
 Malformed rows are counted and left out, never fatal: a run that was cut short still
 deserves its statistics. Only a file that cannot be a metrics CSV at all (missing,
 a directory, empty, not text, columns missing) raises :class:`AnalysisError`.
@@ -232,7 +232,7 @@ def _read_rows(path: Path, columns: dict[str, Any], headerless: bool) -> tuple[p
 
 
 def _as_float(column: pd.Series) -> pd.Series:
-    """``to_numeric`` over the distinct cells only, 4× faster than over every cell; bad cells → NaN."""
+    """``to_numeric`` over the distinct cells only, not over every cell; bad cells → NaN."""
     distinct = pd.to_numeric(pd.Series(column.cat.categories, dtype=object), errors="coerce")
     values = np.append(distinct.to_numpy(np.float64), np.nan)
     return pd.Series(values[column.cat.codes.to_numpy()], index=column.index)

@@ -40,11 +40,9 @@ READ_SIZE = 64 * 1024
 class BufferedSocket:
     """The connection's socket, read in large chunks, with the timeout in the kernel.
 
-    websocket-client reads a frame in three small ``recv`` calls (header, length,
-    payload), and Python precedes each call on a socket with a timeout by a ``poll``:
-    six system calls, each releasing and retaking the GIL that 64 sender threads share.
-    Here one ``recv`` fills a buffer the library's calls are served from, and the reply
-    timeout is the socket's SO_RCVTIMEO, so no ``poll`` is needed. Everything else is
+    One ``recv`` fills a buffer that serves websocket-client's three small reads of a
+    frame, and the reply timeout is the socket's SO_RCVTIMEO, so Python puts no ``poll``
+    before each read: fewer system calls per reply (docs/client.md). Everything else is
     the socket's own.
     """
 

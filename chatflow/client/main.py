@@ -144,8 +144,7 @@ def analyse(writer: CsvWriter, result: RunResult, directory: Path) -> None:
 
     Imported here, after the run, so that pandas and matplotlib cost the load test
     neither start-up time nor memory while it measures; and matplotlib only once the
-    metrics table is read and gone, so that the two never add up (it keeps the client's
-    peak RSS about 30 MiB lower).
+    metrics table is read and gone, so that the two never add up (docs/performance.md).
     """
     from chatflow.analysis.performance_analyzer import AnalysisError, PerformanceAnalyzer
 
