@@ -14,6 +14,7 @@ from __future__ import annotations
 import queue
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from chatflow import wire
@@ -58,7 +59,7 @@ class OutgoingMessage:
         return cls(payload, message.message_type, room_id, text_frame(payload, mask_keys))
 
 
-def random_message(rng: random.Random, rooms: int, clock=now_ms) -> tuple[ChatMessage, int]:
+def random_message(rng: random.Random, rooms: int, clock: Callable[[], int] = now_ms) -> tuple[ChatMessage, int]:
     """One message of SPEC §2.1's mix and its room: types 90/5/5, user and room uniform.
 
     Uniform integers are drawn as ``int(random() * n)``: ``randint`` is much slower, and
