@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-
 @dataclass(frozen=True)
 class RetryPolicy:
     """How many attempts a message gets, and the backoff between them."""
@@ -26,6 +25,8 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class LoadTestConfig:
+    """One run: where, how many messages, in which phases, with what patience."""
+
     base_url: str
     messages: int = 500_000
     #: No warmup phase when either warmup figure is 0 (``plan_phases``).

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="attempts per message before it counts failed (default %(default)s)")
     parser.add_argument("--rooms", type=whole_number(1), default=d.rooms,
                         help="each thread picks a room in 1..N (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=None, help="seed for a reproducible message mix and rooms")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed for a reproducible message mix and rooms")
     parser.add_argument("--probe-messages", type=whole_number(1), default=d.probe_messages,
                         help="round trips measured before the run for Little's Law (default %(default)s)")
     parser.add_argument("--output-dir", type=Path, default=d.output_dir,
