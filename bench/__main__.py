@@ -26,13 +26,14 @@ from bench.results import environment, format_spread
 from bench.results import RESULTS_DIR, write_results
 from bench.server_bench import BenchError
 from chatflow.arguments import whole_number
+from chatflow.client.config import LoadTestConfig
 
 SERVER_BENCH_CONNECTIONS = [1, 16, 64, 256]
-FLOOR_THREADS = end_to_end.DEFAULTS.threads
+FLOOR_THREADS = LoadTestConfig.threads
 
 #: (messages, server_bench messages, server_bench warmup, runs) of --quick and of the full run.
 QUICK = (30_000, 10_000, 2_000, 1)
-FULL = (end_to_end.DEFAULTS.messages, 200_000, 10_000, 3)
+FULL = (LoadTestConfig.messages, 200_000, 10_000, 3)
 
 #: The Java client against the Java server on this kind of machine, 500,000 messages, two
 #: runs, as SPEC §4 gave them when #5 set its targets (SPEC §4 now measures the pairings of

@@ -26,7 +26,7 @@ TIMEOUT = 120.0
 
 
 def echo_case(url: str) -> None:
-    client = ChatWebSocketClient(url, TIMEOUT)
+    client = ChatWebSocketClient(url, timeout=TIMEOUT)
     try:
         while True:
             opcode, data = client.receive()
@@ -39,7 +39,7 @@ def echo_case(url: str) -> None:
 
 def main() -> int:
     url, agent = os.environ["AUTOBAHN_URL"], os.environ["AUTOBAHN_AGENT"]
-    counter = ChatWebSocketClient(f"{url}/getCaseCount", TIMEOUT)
+    counter = ChatWebSocketClient(f"{url}/getCaseCount", timeout=TIMEOUT)
     opcode, data = counter.receive()
     counter.close()
     count = int(data.decode() if opcode == OPCODE_TEXT else data)

@@ -41,9 +41,8 @@ from bench.results import RESULTS_DIR, write_results
 from bench.results import environment, format_spread, summarise
 from bench.server_bench import REPO_ROOT, BenchError, ServerProcess, start_server
 from chatflow.arguments import whole_number
-from chatflow.config import ClientDefaults
+from chatflow.client.config import LoadTestConfig
 
-DEFAULTS = ClientDefaults()
 GNU_TIME = "/usr/bin/time"
 OUTPUT_TAIL_LINES = 25
 MIB = 2**20
@@ -63,14 +62,14 @@ _TIME_FIGURES = {
 
 def warmup_per_thread(messages: int) -> int:
     """The default warmup's share of the run (1,000 of 500,000), at least one message."""
-    return max(1, round(DEFAULTS.warmup_messages * messages / DEFAULTS.messages))
+    return max(1, round(LoadTestConfig.warmup_messages * messages / LoadTestConfig.messages))
 
 
 def client_command(server: str, messages: int, seed: int, output_dir: str) -> list[str]:
     return [sys.executable, "run_client.py", "--server", server, "--quiet",
             "--output-dir", output_dir, "--seed", str(seed), "--messages", str(messages),
-            "--warmup-threads", str(DEFAULTS.warmup_threads), "--warmup-messages", str(warmup_per_thread(messages)),
-            "--threads", str(DEFAULTS.threads)]
+            "--warmup-threads", str(LoadTestConfig.warmup_threads),
+            "--warmup-messages", str(warmup_per_thread(messages)), "--threads", str(LoadTestConfig.threads)]
 
 
 def memory_bytes(pid: int) -> dict[str, int]:
@@ -236,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="ChatFlow's client against ChatFlow's server, separate processes on 127.0.0.1, "
                     "the default experiment's shape.",
     )
-    parser.add_argument("--messages", type=whole_number(1), default=DEFAULTS.messages,
+    parser.add_argument("--messages", type=whole_number(1), default=LoadTestConfig.messages,
                         help="messages per run; the warmup keeps its share of 32 × 1,000 in 500,000 "
                              "(default %(default)s)")
     parser.add_argument("--runs", type=whole_number(1), default=3, help="runs (default %(default)s)")

@@ -23,6 +23,7 @@ from bench import doc
 from bench.results import environment
 from chatflow.analysis.cli import write_outputs
 from chatflow.analysis.performance_analyzer import PerformanceAnalyzer
+from chatflow.client.config import LoadTestConfig
 
 REPO = Path(__file__).resolve().parents[1]
 STEM = "full-run"
@@ -30,7 +31,7 @@ STEM = "full-run"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.full_run", description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=500_000)
+    parser.add_argument("--messages", type=int, default=LoadTestConfig.messages)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output-dir", type=Path, default=doc.MEASUREMENTS / STEM)
     args = parser.parse_args(argv)
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         written = write_outputs(analysis, args.output_dir, STEM, run=figures.get("run"))
         console = args.output_dir / f"{STEM}_console.txt"
         client_command = (f"python run_client.py --local --quiet --seed {args.seed}"
-                          f"{'' if args.messages == 500_000 else f' --messages {args.messages}'}")
+                          f"{'' if args.messages == LoadTestConfig.messages else f' --messages {args.messages}'}")
         console.write_text(f"$ {client_command}\n" + _without_paths(run.stdout, scratch))
         index = doc.write_page(args.output_dir / "README.md", index_page(client_command, started_at, written))
     for path in [*written, console, index]:

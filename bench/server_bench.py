@@ -42,7 +42,7 @@ from pathlib import Path
 from bench.results import REPO_ROOT, RESULTS_DIR, environment, write_results
 from chatflow.arguments import whole_number
 from chatflow.server import listening
-from chatflow.client.load_test import split
+from chatflow.client.plan import split
 
 HOST = "127.0.0.1"
 ROOMS = 20

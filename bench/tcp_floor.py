@@ -30,7 +30,7 @@ from pathlib import Path
 from bench.results import RESULTS_DIR, environment, format_spread, summarise, write_results
 from bench.server_bench import (HOST, MESSAGE_SIZE, BenchError, ServerProcess, Window, chat_message, free_port,
                                  run_workers)
-from chatflow.client.load_test import split
+from chatflow.client.plan import split
 from chatflow.arguments import port, whole_number
 
 RECV_SIZE = 64 * 1024

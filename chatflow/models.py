@@ -7,13 +7,20 @@ as JSON is the business of ``chatflow.wire`` alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 
 
 class MessageType(str, Enum):
     TEXT = "TEXT"
     JOIN = "JOIN"
     LEAVE = "LEAVE"
+
+
+class ReplyStatus(StrEnum):
+    """The ``status`` of a reply (SPEC §1.4, §1.5)."""
+
+    SUCCESS = "success"
+    ERROR = "error"
 
 
 @dataclass(slots=True)
@@ -37,7 +44,7 @@ class ChatResponse:
     client_timestamp_ms: int
     server_timestamp_ms: int
     message_type: MessageType
-    status: str = "success"
+    status: str = ReplyStatus.SUCCESS.value
 
     @classmethod
     def for_message(cls, message: ChatMessage, server_timestamp_ms: int) -> ChatResponse:
@@ -57,4 +64,4 @@ class ErrorResponse:
 
     errors: tuple[str, ...]
     timestamp_ms: int
-    status: str = "error"
+    status: str = ReplyStatus.ERROR.value

@@ -11,6 +11,7 @@ import re
 import time
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from time import time_ns
 
 #: Instants the wire format can express: years 0001..9999.
 MIN_EPOCH_MS = -62_135_596_800_000
@@ -36,7 +37,7 @@ _second_of_prefix: dict[str, int] = {}
 
 def now_ms() -> int:
     """The wall clock in epoch milliseconds."""
-    return time.time_ns() // 1_000_000
+    return time_ns() // 1_000_000
 
 
 def format_instant(epoch_ms: int) -> str:

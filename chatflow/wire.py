@@ -12,10 +12,14 @@ from typing import Any
 
 import orjson
 
-from chatflow.models import ChatMessage, ChatResponse, ErrorResponse
+from chatflow.models import ChatMessage, ChatResponse, ErrorResponse, ReplyStatus
 from chatflow.timestamps import format_instant
 
 DecodeError = orjson.JSONDecodeError
+
+_SUCCESS = ReplyStatus.SUCCESS.value
+#: How a success reply from ChatFlow's server ends: ``status`` is its last key.
+_SUCCESS_TAIL = b'"status":"' + _SUCCESS.encode() + b'"}'
 
 
 def decode(text: str | bytes) -> Any:
@@ -58,3 +62,17 @@ def encode_error_response(response: ErrorResponse) -> bytes:
             "errors": list(response.errors),
         }
     )
+
+
+def is_success(reply: bytes) -> bool:
+    """Whether ``reply`` is a success reply (SPEC §1.4), whatever server wrote it.
+
+    ChatFlow's own replies end with their status, so one ``endswith`` answers for nearly
+    every reply of a run; anything else is parsed.
+    """
+    if reply.endswith(_SUCCESS_TAIL):
+        return True
+    try:
+        return orjson.loads(reply).get("status") == _SUCCESS
+    except (orjson.JSONDecodeError, AttributeError):
+        return False

@@ -24,9 +24,10 @@ from typing import Any, TypeVar
 import pytest
 import websocket
 
-from chatflow.client.load_test import LoadTest, RunResult
-from chatflow.server.config import ServerConfig, ServerLimits
+from chatflow.client.results import RunResult
+from chatflow.client.run import LoadTest
 from chatflow.server import listening
+from chatflow.server.config import ServerConfig, ServerLimits
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
 from chatflow.server.transport import Handler, WebSocketServer
 

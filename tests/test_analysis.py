@@ -21,6 +21,7 @@ from chatflow.analysis.cli import main, unique_stems
 from chatflow.analysis.performance_analyzer import AnalysisError, AnalysisResult, PerformanceAnalyzer
 from chatflow.analysis.report import write_report
 from chatflow.analysis.throughput_visualizer import ThroughputVisualizer
+from chatflow.metrics import CSV_HEADER, JAVA_COLUMNS
 from conftest import REPO_ROOT
 
 HEADER = "timestamp,messageType,latency,statusCode,roomId,final"
@@ -39,6 +40,11 @@ HAND_ROWS = [
     (T0 + 5, "TEXT", "0.500", "error", 1, 1),
     (T0 + 1010, "TEXT", "3.000", "success", 3, 1),
 ]
+
+
+def test_the_headers_are_the_metrics_contract() -> None:
+    assert CSV_HEADER == HEADER
+    assert ",".join(JAVA_COLUMNS) == JAVA_HEADER
 
 
 def write_csv(path: Path, rows, header: str | None = HEADER) -> Path:

@@ -12,9 +12,12 @@ from contextlib import ExitStack
 
 import pytest
 
-from chatflow.client.load_test import LoadTest, LoadTestConfig, RunResult, plan_phases
-from chatflow.client.message_sender import CONNECTION_CLOSED, ERROR, SUCCESS, TIMEOUT, RetryPolicy
+from chatflow.client.config import LoadTestConfig, RetryPolicy
+from chatflow.client.plan import plan_phases
+from chatflow.client.results import RunResult
+from chatflow.client.run import LoadTest
 from chatflow.client.summary import verdict
+from chatflow.metrics import Status
 from conftest import BackgroundRun, free_port, server_process, wait_until
 from misbehaving_servers import Action, Received, Script, ScriptedServer
 
@@ -91,8 +94,8 @@ def test_late_reply_is_a_timeout_then_a_retry_on_a_new_connection_and_never_cred
     assert (totals.success, totals.failure) == (200, 0), totals.failures_by_status
     assert totals.retries == totals.reconnections == losses
     assert totals.connections == 8 + losses
-    assert statuses(records, final=False) == [TIMEOUT] * losses
-    assert set(statuses(records, final=True)) == {SUCCESS}
+    assert statuses(records, final=False) == [Status.TIMEOUT] * losses
+    assert set(statuses(records, final=True)) == {Status.SUCCESS}
     # Every success's reply was its own: the client never sent on a connection whose
     # reply was still out, and the late replies (error replies) were not counted.
     assert [r for r in server.received if r.after_unanswered] == []
@@ -113,7 +116,7 @@ def test_dropped_connection_is_reopened_and_the_message_retried(action: Action) 
     totals = result.totals
     assert (totals.success, totals.failure) == (200, 0), totals.failures_by_status
     assert totals.reconnections == totals.retries == losses
-    assert statuses(records, final=False) == [CONNECTION_CLOSED] * losses
+    assert statuses(records, final=False) == [Status.CONNECTION_CLOSED] * losses
     assert_answered_later(server, dropped)
     assert result.ok and verdict(result).startswith("OK")
 
@@ -134,10 +137,11 @@ def test_error_reply_counts_failed_and_is_not_retried() -> None:
     assert refused == 8 * (25 // every)
     totals = result.totals
     assert (totals.success, totals.failure) == (200 - refused, refused)
-    assert totals.failures_by_status == {ERROR: refused}
+    assert totals.failures_by_status == {Status.ERROR: refused}
     assert (totals.retries, totals.reconnections, totals.connections) == (0, 0, 8)
     assert statuses(records, final=False) == []
-    assert sorted(statuses(records, final=True)) == sorted([ERROR] * refused + [SUCCESS] * (200 - refused))
+    assert sorted(statuses(records, final=True)) \
+        == sorted([Status.ERROR] * refused + [Status.SUCCESS] * (200 - refused))
     # Each message reached the server once: nothing was sent again.
     texts = [r.text for r in server.received if r.connection > PROBE_CONNECTION]
     assert len(texts) == len(set(texts)) == 200
@@ -156,11 +160,11 @@ def test_silent_server_every_attempt_times_out_and_each_message_counts_failed() 
         result, records = run(config)
     totals = result.totals
     assert (totals.success, totals.failure) == (0, 4)
-    assert totals.failures_by_status == {TIMEOUT: 4}
+    assert totals.failures_by_status == {Status.TIMEOUT: 4}
     assert totals.retries == 4 * (attempts - 1)
     assert (totals.connections, totals.reconnections) == (4 * attempts, 4 * (attempts - 1))
-    assert statuses(records, final=False) == [TIMEOUT] * (4 * (attempts - 1))
-    assert statuses(records, final=True) == [TIMEOUT] * 4
+    assert statuses(records, final=False) == [Status.TIMEOUT] * (4 * (attempts - 1))
+    assert statuses(records, final=True) == [Status.TIMEOUT] * 4
     # Each attempt went out once, as the only message of a fresh connection.
     sent = [r for r in server.received if r.connection > PROBE_CONNECTION]
     assert len(sent) == 4 * attempts and {r.number for r in sent} == {1}

@@ -25,20 +25,16 @@ import orjson
 import pytest
 
 from chatflow.client import main as client_main
-from chatflow.client.chat_websocket_client import ChatWebSocketClient, ConnectionClosed, MaskKeys
+from chatflow.client.chat_websocket_client import ChatWebSocketClient, ConnectionClosed
+from chatflow.client.config import LoadTestConfig, RetryPolicy
 from chatflow.client.csv_writer import BATCH, CsvWriter
-from chatflow.client.load_test import LoadTest, LoadTestConfig, RunResult
+from chatflow.client.framing import MaskKeys
 from chatflow.client.message_generator import OutgoingMessage
-from chatflow.client.message_sender import (
-    CONNECTION_CLOSED,
-    CONNECTION_FAILED,
-    SUCCESS,
-    TIMEOUT,
-    MessageSender,
-    RetryPolicy,
-    SenderStats,
-)
+from chatflow.client.message_sender import MessageSender
+from chatflow.client.results import RunResult, SenderStats
+from chatflow.client.run import LoadTest
 from chatflow.client.summary import format_summary
+from chatflow.metrics import Status
 from chatflow.models import ChatMessage, MessageType
 from chatflow.timestamps import now_ms
 from fault_proxy import Fault, FaultProxy, FaultRates, Link, Message
@@ -46,7 +42,7 @@ from conftest import (REPO_ROOT, RUN_CLIENT, SUMMARY_LABELS, BackgroundRun, asse
                       run_client, server_process, wait_until)
 
 #: Statuses a lost message may end with when the network, not the server, failed it.
-NETWORK_FAILURES = {TIMEOUT, CONNECTION_CLOSED, CONNECTION_FAILED}
+NETWORK_FAILURES = {Status.TIMEOUT, Status.CONNECTION_CLOSED, Status.CONNECTION_FAILED}
 
 
 def assert_accounted(result: RunResult, records: list[tuple]) -> None:
@@ -56,7 +52,7 @@ def assert_accounted(result: RunResult, records: list[tuple]) -> None:
     assert totals.success + totals.failure == result.generated == result.config.messages
     finals = [record for record in records if record[5]]
     assert len(finals) == result.generated, "one final record per message"
-    assert sum(1 for record in finals if record[3] == SUCCESS) == totals.success
+    assert sum(1 for record in finals if record[3] == Status.SUCCESS) == totals.success
     # Each failed attempt that was not its message's last was followed by a retry.
     assert sum(1 for record in records if not record[5]) == totals.retries
     summary = format_summary(result)
@@ -109,7 +105,7 @@ def test_server_sigterm_mid_run_closes_with_1001_and_the_run_finishes_after_a_re
     totals = result.totals
     assert done_at_close < config.messages
     assert (totals.success, totals.failures_by_status) == (config.messages, {}), totals.failures_by_status
-    closed = [record for record in records if record[3] == CONNECTION_CLOSED]
+    closed = [record for record in records if record[3] == Status.CONNECTION_CLOSED]
     assert closed and not any(record[5] for record in closed), "the 1001 closes were retried"
     assert totals.reconnections > 0 and totals.retries >= len(closed)
     assert result.ok
@@ -164,7 +160,7 @@ def test_run_through_a_faulty_network_counts_every_message_and_reuses_no_connect
     assert set(totals.failures_by_status) <= NETWORK_FAILURES, totals.failures_by_status
     assert all(proxy.faults[fault] > 0 for fault in (Fault.DELAY, Fault.DROP, Fault.RESET)), proxy.faults
     statuses = {record[3] for record in records if not record[5]}
-    assert {TIMEOUT, CONNECTION_CLOSED} <= statuses, statuses
+    assert {Status.TIMEOUT, Status.CONNECTION_CLOSED} <= statuses, statuses
     assert totals.reconnections > 0 and totals.retries > 0
     assert_one_request_at_a_time(proxy.links)
     print(f"\n{config.messages:,} messages in {result.wall_s:.1f} s; proxy faults {faults(proxy)}; "
@@ -200,7 +196,7 @@ def test_every_success_is_credited_with_its_own_reply_and_the_delay_it_met() -> 
             for message in messages:
                 queued.put(message)
             workers.append(MessageSender(f"{proxy.url}/chat/{sender}", sender, queued, each, stop,
-                                         PROXY_TIMEOUT_S, PROXY_RETRY,
+                                         timeout=PROXY_TIMEOUT_S, retry=PROXY_RETRY,
                                          recorder=lambda *record, out=records[sender]: out.append(record)))
         with ThreadPoolExecutor(max_workers=senders) as pool:
             futures = [pool.submit(worker.run) for worker in workers]
@@ -225,7 +221,7 @@ def test_every_success_is_credited_with_its_own_reply_and_the_delay_it_met() -> 
         finals = [record for record in records[sender] if record[5]]
         assert len(finals) == each
         for message, (_, _, latency_ms, status, _, _) in zip(messages, finals):
-            if status != SUCCESS:
+            if status != Status.SUCCESS:
                 continue
             text = orjson.loads(message.payload)["message"]
             # The successful attempt was the message's last, so its request was read last.

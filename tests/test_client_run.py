@@ -10,10 +10,13 @@ from collections import Counter
 import pytest
 
 from chatflow.client.littles_law import predict, with_result
-from chatflow.client.load_test import LoadTest, LoadTestConfig, PhasePlan, RunResult, plan_phases, split
-from chatflow.client.message_sender import SUCCESS
+from chatflow.client.main import build_parser, load_test_config
+from chatflow.client.config import LoadTestConfig, RetryPolicy
+from chatflow.client.plan import PhasePlan, plan_phases, split
+from chatflow.client.results import RunResult
+from chatflow.client.run import LoadTest
 from chatflow.client.summary import format_summary, verdict
-from chatflow.config import ClientDefaults
+from chatflow.metrics import Status
 from conftest import BackgroundRun, chat_handler, serving, wait_until
 from misbehaving_servers import RecordingChatHandler
 
@@ -54,7 +57,7 @@ def test_every_message_succeeds_and_is_counted_once(recorded_run) -> None:
     assert verdict(result) == "OK: all 5,000 messages succeeded"
     # One recorder call per attempt; here one final success per message.
     assert len(records) == 5_000
-    assert {(status, final) for _, _, _, status, _, final in records} == {(SUCCESS, True)}
+    assert {(status, final) for _, _, _, status, _, final in records} == {(Status.SUCCESS, True)}
 
 
 def test_phases_are_accounted_separately(recorded_run) -> None:
@@ -132,11 +135,10 @@ def test_plan_of_the_scaled_run() -> None:
 
 def test_plan_of_the_default_run_is_the_java_originals() -> None:
     (warmup, warmup_quotas), (main, main_quotas) = plans()
-    defaults = ClientDefaults()
     assert (warmup, warmup_quotas) == ("warmup", [1_000] * 32)
     assert main == "main" and len(main_quotas) == 64 and sum(main_quotas) == 468_000
     assert set(main_quotas) == {7_312, 7_313}
-    assert sum(warmup_quotas) + sum(main_quotas) == defaults.messages
+    assert sum(warmup_quotas) + sum(main_quotas) == LoadTestConfig.messages
 
 
 def test_plan_when_the_warmup_would_take_everything() -> None:
@@ -151,6 +153,29 @@ def test_plan_without_warmup() -> None:
 def test_phase_plan_counts() -> None:
     plan = PhasePlan("main", [3, 2, 2])
     assert (plan.threads, plan.messages) == (3, 7)
+
+
+# -- the command line's configuration ----------------------------------------------------
+
+URL = "ws://127.0.0.1:1"
+
+
+def configured(*options: str) -> LoadTestConfig:
+    return load_test_config(build_parser().parse_args(["--server", URL, *options]), URL)
+
+
+def test_the_command_lines_defaults_are_the_configs() -> None:
+    assert configured() == LoadTestConfig(URL)
+
+
+def test_max_attempts_from_the_command_line_keeps_the_default_backoff() -> None:
+    assert configured("--max-attempts", "3").retry == RetryPolicy(max_attempts=3, backoff=LoadTestConfig.retry.backoff)
+
+
+@pytest.mark.parametrize("option", ["--warmup-threads", "--warmup-messages"])
+def test_no_warmup_from_the_command_line(option: str) -> None:
+    config = configured("--messages", "100", "--threads", "3", option, "0")
+    assert [(plan.name, plan.quotas) for plan in plan_phases(config)] == [("main", [34, 33, 33])]
 
 
 # -- Little's Law ---------------------------------------------------------------------

@@ -34,7 +34,7 @@ PAYLOAD = re.compile(
 def generate(total: int, seed: int | None, rooms: int = ROOMS) -> list[OutgoingMessage]:
     """Run a generator thread to its end, consuming as a sender would."""
     out: queue.SimpleQueue[OutgoingMessage] = queue.SimpleQueue()
-    generator = MessageGenerator(total, out, threading.Event(), rooms, seed)
+    generator = MessageGenerator(total, out, threading.Event(), rooms=rooms, seed=seed)
     generator.start()
     items = [out.get(timeout=10) for _ in range(total)]
     generator.join(10)
@@ -145,7 +145,7 @@ def test_queue_stays_bounded_when_nobody_takes_and_stop_ends_the_generator() -> 
     bound = 100
     out: queue.SimpleQueue[OutgoingMessage] = queue.SimpleQueue()
     stop = threading.Event()
-    generator = MessageGenerator(SAMPLE, out, stop, ROOMS, SEED, capacity=bound)
+    generator = MessageGenerator(SAMPLE, out, stop, rooms=ROOMS, seed=SEED, capacity=bound)
     generator.start()
     try:
         wait_until(lambda: generator.generated == bound, message="the generator filled the queue")
@@ -175,7 +175,7 @@ def test_stop_ends_the_generator_while_someone_still_takes() -> None:
     bound = 100
     out: queue.SimpleQueue[OutgoingMessage] = queue.SimpleQueue()
     stop = threading.Event()
-    generator = MessageGenerator(SAMPLE, out, stop, ROOMS, SEED, capacity=bound)
+    generator = MessageGenerator(SAMPLE, out, stop, rooms=ROOMS, seed=SEED, capacity=bound)
     generator.start()
     try:
         for _ in range(500):

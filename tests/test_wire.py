@@ -108,3 +108,27 @@ def test_decode_errors_are_value_errors(text: str | bytes) -> None:
     with pytest.raises(wire.DecodeError):
         wire.decode(text)
     assert issubclass(wire.DecodeError, ValueError)
+
+
+def test_is_success_on_the_servers_own_replies() -> None:
+    assert wire.is_success(wire.encode_chat_response(ChatResponse.for_message(MESSAGE, SERVER_MS)))
+    assert not wire.is_success(wire.encode_error_response(ErrorResponse(("x",), SERVER_MS)))
+
+
+@pytest.mark.parametrize(
+    ("reply", "success"),
+    [
+        # Another server may put the status anywhere, or space its JSON out.
+        (b'{"status":"success","userId":1}', True),
+        (b'{"userId": 1, "status": "success"}', True),
+        (b'{"status":"error","errors":["x"]}', False),
+        (b'{"status":"SUCCESS"}', False),
+        (b'{"userId":1}', False),
+        (b'["status","success"]', False),
+        (b'"status"', False),
+        (b'not json', False),
+        (b'', False),
+    ],
+)
+def test_is_success_on_any_reply(reply: bytes, success: bool) -> None:
+    assert wire.is_success(reply) is success

@@ -1,6 +1,8 @@
 """Analysis of the per-message metrics CSV (SPEC §2.5): statistics, charts, report, command.
 
 Modules, imported on their own so that loading the client does not load matplotlib:
-``performance_analyzer`` (PerformanceAnalyzer, AnalysisResult), ``throughput_visualizer``
-(ThroughputVisualizer), ``report`` (write_report) and ``cli`` (the command).
+``performance_analyzer`` (PerformanceAnalyzer, AnalysisResult: the statistics),
+``throughput_visualizer`` (ThroughputVisualizer: every chart, throughput, latency and
+rooms alike), ``report`` (write_report) and ``cli`` (the command). The file's columns
+and statuses are ``chatflow.metrics``'s.
 """

@@ -1,7 +1,7 @@
 """Statistics of one per-message metrics CSV (SPEC §2.5), ours or the Java client's.
 
 The file is read once by pandas' C parser with explicit dtypes, then every figure is a
-vectorised operation, so a 500,000-row run is analysed in well under a few seconds.
+vectorised operation: no Python runs per row (docs/analysis.md, "Speed").
 Malformed rows are counted and left out, never fatal: a run that was cut short still
 deserves its statistics. Only a file that cannot be a metrics CSV at all (missing,
 a directory, empty, not text, columns missing) raises :class:`AnalysisError`.
@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from chatflow.metrics import COLUMNS, FINAL, JAVA_COLUMNS, LATENCY, MESSAGE_TYPE, ROOM, STATUS, TIMESTAMP, Status
 from chatflow.models import MessageType
 
 PERCENTILE_METHOD = "linear interpolation between closest ranks (numpy.percentile method='linear')"
@@ -41,24 +42,20 @@ MIN_BUCKET_SECONDS = 0.001
 #: Beyond this the chart is unreadable and the JSON huge: a wrong timestamp is likelier.
 MAX_BUCKETS = 100_000
 HISTOGRAM_BINS_PER_DECADE = 10
-SUCCESS = "success"
 MESSAGE_TYPES = tuple(t.value for t in MessageType)
 
-TIMESTAMP, MESSAGE_TYPE, LATENCY, STATUS, ROOM, FINAL = (
-    "timestamp", "messageType", "latency", "statusCode", "roomId", "final")
-REQUIRED_COLUMNS = (TIMESTAMP, MESSAGE_TYPE, LATENCY, STATUS, ROOM)
 _NUMERIC = (TIMESTAMP, LATENCY, ROOM, FINAL)
 _TEXT = (MESSAGE_TYPE, STATUS)
+
+
+def _header_key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
 #: Header cells are matched ignoring case and punctuation, with an optional unit
 #: suffix: Java clients write ``LatencyMs`` or ``latency_ms`` as often as ``latency``.
-_HEADER_KEYS = {
-    "timestamp": TIMESTAMP, "timestampms": TIMESTAMP,
-    "messagetype": MESSAGE_TYPE,
-    "latency": LATENCY, "latencyms": LATENCY,
-    "statuscode": STATUS,
-    "roomid": ROOM,
-    "final": FINAL,
-}
+_HEADER_KEYS = {_header_key(name): name for name in COLUMNS} | {
+    _header_key(name) + "ms": name for name in (TIMESTAMP, LATENCY)}
 _SKIPPED_LINE = re.compile(r"Skipping line \d+")
 #: A completion instant in µs must be exact in a float64 (NaN and infinity fail too).
 _EXACT_US = 2.0 ** 53
@@ -173,7 +170,7 @@ def load_metrics(path: str | Path) -> MetricsTable:
         frame, skipped = _read_rows(path, columns, headerless)
     except pd.errors.EmptyDataError:
         raise AnalysisError(f"{path}: empty file (expected a CSV header "
-                            f"{','.join(REQUIRED_COLUMNS)}[,final])") from None
+                            f"{','.join(JAVA_COLUMNS)}[,{FINAL}])") from None
     except UnicodeDecodeError:
         raise AnalysisError(f"{path}: not a text CSV file (invalid UTF-8)") from None
     except pd.errors.ParserError as exc:
@@ -192,20 +189,20 @@ def _map_columns(path: Path, header: list[str]) -> tuple[dict[str, Any], bool]:
     """Canonical column → the file's column label; headerless files go by position."""
     found: dict[str, str] = {}
     for name in header:
-        canonical = _HEADER_KEYS.get(re.sub(r"[^a-z0-9]", "", name.lower()))
+        canonical = _HEADER_KEYS.get(_header_key(name))
         if canonical is None:
             continue
         if canonical in found:
             raise AnalysisError(f"{path}: column {canonical} appears twice in the header")
         found[canonical] = name
     if not found and header and _is_number(header[0]):
-        positions = {name: i for i, name in enumerate(REQUIRED_COLUMNS + (FINAL,)) if i < len(header)}
-        if len(positions) >= len(REQUIRED_COLUMNS):
+        positions = {name: i for i, name in enumerate(COLUMNS) if i < len(header)}
+        if len(positions) >= len(JAVA_COLUMNS):
             return positions, True
-    missing = [name for name in REQUIRED_COLUMNS if name not in found]
+    missing = [name for name in JAVA_COLUMNS if name not in found]
     if missing:
         raise AnalysisError(f"{path}: missing column(s) {', '.join(missing)}; expected the header "
-                            f"{','.join(REQUIRED_COLUMNS)}[,final], found {','.join(header)[:200]}")
+                            f"{','.join(JAVA_COLUMNS)}[,{FINAL}], found {','.join(header)[:200]}")
     return found, False
 
 
@@ -235,7 +232,7 @@ def _read_rows(path: Path, columns: dict[str, Any], headerless: bool) -> tuple[p
 
 
 def _as_float(column: pd.Series) -> pd.Series:
-    """``to_numeric`` over the distinct cells only, 4× faster than over every cell; bad cells → NaN."""
+    """``to_numeric`` over the distinct cells only, not over every cell; bad cells → NaN."""
     distinct = pd.to_numeric(pd.Series(column.cat.categories, dtype=object), errors="coerce")
     values = np.append(distinct.to_numpy(np.float64), np.nan)
     return pd.Series(values[column.cat.codes.to_numpy()], index=column.index)
@@ -283,7 +280,7 @@ class PerformanceAnalyzer:
         frame = table.frame
         messages = frame[frame[FINAL]]
         retried = frame[~frame[FINAL]]
-        succeeded = messages[messages[STATUS] == SUCCESS]
+        succeeded = messages[messages[STATUS] == Status.SUCCESS]
         start_us, end_us = _run_bounds_us(frame)
         span_s = (end_us - start_us) / 1e6 if start_us is not None else None
         rate = _rate_over(span_s)
@@ -402,7 +399,7 @@ def _latency_stats_by(succeeded: pd.DataFrame, key: str) -> dict[Any, LatencySta
 
 
 def _room_figures(messages: pd.DataFrame, rate: Callable[[int], float | None]) -> list[RoomFigures]:
-    success = (messages[STATUS] == SUCCESS).to_numpy()
+    success = (messages[STATUS] == Status.SUCCESS).to_numpy()
     rooms = pd.DataFrame({"room": messages[ROOM].to_numpy(), "ok": success})
     grouped = rooms.groupby("room")["ok"].agg(["size", "sum"]).sort_index()
     return [RoomFigures(int(room), int(row["size"]), int(row["sum"]), int(row["size"] - row["sum"]),

@@ -44,7 +44,11 @@ def _no_data(axes, text: str) -> None:
 
 
 class ThroughputVisualizer:
-    """Each method writes one PNG and returns its path."""
+    """Every chart of the analysis, not only throughput: throughput over time, the latency
+    distribution, messages per room, and several runs compared (the Java original's name).
+
+    Each method writes one PNG and returns its path.
+    """
 
     def __init__(self, dpi: int = DPI) -> None:
         self.dpi = dpi

@@ -8,12 +8,13 @@ drop the connection (``close``) and open a new one, never reuse it.
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 
 import websocket
 from websocket import ABNF
+
+from chatflow.client.framing import MaskKeys
 
 OPCODE_TEXT = ABNF.OPCODE_TEXT
 OPCODE_CLOSE = ABNF.OPCODE_CLOSE
@@ -34,17 +35,14 @@ class ReplyTimeout(Exception):
 
 
 READ_SIZE = 64 * 1024
-MASK_POOL = 4096
 
 
 class BufferedSocket:
     """The connection's socket, read in large chunks, with the timeout in the kernel.
 
-    websocket-client reads a frame in three small ``recv`` calls (header, length,
-    payload), and Python precedes each call on a socket with a timeout by a ``poll``:
-    six system calls, each releasing and retaking the GIL that 64 sender threads share.
-    Here one ``recv`` fills a buffer the library's calls are served from, and the reply
-    timeout is the socket's SO_RCVTIMEO, so no ``poll`` is needed. Everything else is
+    One ``recv`` fills a buffer that serves websocket-client's three small reads of a
+    frame, and the reply timeout is the socket's SO_RCVTIMEO, so Python puts no ``poll``
+    before each read: fewer system calls per reply (docs/client.md). Everything else is
     the socket's own.
     """
 
@@ -81,34 +79,6 @@ class BufferedSocket:
 
     def __getattr__(self, name: str):
         return getattr(self._sock, name)
-
-
-class MaskKeys:
-    """Masking keys from the OS's entropy source, drawn 1,024 keys per system call."""
-
-    __slots__ = ("_pool", "_offset")
-
-    def __init__(self) -> None:
-        self._pool = b""
-        self._offset = MASK_POOL
-
-    def __call__(self, length: int) -> bytes:
-        if self._offset + length > len(self._pool):
-            self._pool, self._offset = os.urandom(MASK_POOL), 0
-        start = self._offset
-        self._offset = start + length
-        return self._pool[start:start + length]
-
-
-def text_frame(payload: bytes, mask_keys: MaskKeys) -> bytes:
-    """The whole masked text frame for ``payload``, as websocket-client frames it.
-
-    The generator thread builds each message's frame ahead of time with this, so the
-    sender's hot path only writes bytes (``ChatWebSocketClient.request_frame``).
-    """
-    frame = ABNF.create_frame(payload, ABNF.OPCODE_TEXT)
-    frame.get_mask_key = mask_keys
-    return frame.format()
 
 
 def open_websocket(url: str, timeout: float) -> websocket.WebSocket:
@@ -151,7 +121,7 @@ def describe_error(exc: BaseException) -> str:
 class ChatWebSocketClient:
     """A persistent connection for one sender thread, one request at a time."""
 
-    def __init__(self, url: str, timeout: float = 1.0) -> None:
+    def __init__(self, url: str, *, timeout: float) -> None:
         self.url = url
         self.timeout = timeout
         self._ws = open_websocket(url, timeout)
@@ -186,18 +156,17 @@ class ChatWebSocketClient:
         return opcode, data
 
     def send(self, payload: bytes, opcode: int = OPCODE_TEXT) -> None:
+        """One message, framed by the library (the conformance echo client's path)."""
         try:
             self._ws.send(payload, opcode)
         except (OSError, websocket.WebSocketException) as exc:
             raise ConnectionClosed(describe_error(exc)) from exc
 
-    def request(self, payload: bytes) -> bytes:
-        """Send one message and return the reply that answers it."""
-        self.send(payload)
-        return self.receive()[1]
+    def request(self, frame: bytes) -> bytes:
+        """Write one whole frame (``framing.text_frame``) and return the reply that answers it.
 
-    def request_frame(self, frame: bytes) -> bytes:
-        """As ``request``, for a frame made by ``text_frame``."""
+        The one request path of the load test: the senders and the round-trip probe.
+        """
         try:
             self._ws.sock.sendall(frame)
         except OSError as exc:

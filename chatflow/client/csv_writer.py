@@ -1,7 +1,7 @@
 """The metrics file, written as the run goes by one dedicated thread.
 
-Senders hand over rows through a ``queue.SimpleQueue`` (a C queue: a put costs a
-fraction of a microsecond and takes no Python lock); the writer formats and writes them
+Senders hand over rows through a ``queue.SimpleQueue`` (a C queue: a put takes no
+Python lock); the writer formats and writes them
 in batches. Memory stays bounded: a sender that finds more than ``HIGH_WATER`` rows
 waiting pauses until the writer catches up. A write error (disk full) does not stop the
 run: the writer keeps draining, stops writing, and reports the error at the end.
@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from chatflow.client.metric_record import CSV_HEADER, MetricRecord
+from chatflow.metrics import CSV_HEADER, MetricRecord
 
 HIGH_WATER = 200_000
 BATCH = 4096

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import re
 import signal
@@ -10,16 +11,15 @@ import sys
 from pathlib import Path
 
 from chatflow.arguments import seconds, whole_number
+from chatflow.client.config import LoadTestConfig
 from chatflow.client.csv_writer import CsvWriter
-from chatflow.client.load_test import LoadTest, LoadTestConfig, RunResult
 from chatflow.client.local_server import LocalServer, LocalServerError
-from chatflow.client.message_sender import RetryPolicy
 from chatflow.client.progress import ProgressDisplay
+from chatflow.client.results import RunResult
+from chatflow.client.run import LoadTest
 from chatflow.client.summary import format_predictions, format_summary, run_figures, verdict
-from chatflow.config import ClientDefaults
 
 PROG = "chatflow-client"
-DEFAULTS = ClientDefaults()
 
 _HOST_PORT = re.compile(r"(?:ws://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})/?")
 
@@ -38,7 +38,7 @@ def server_url(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = DEFAULTS
+    d = LoadTestConfig  # its fields' defaults
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="ChatFlow load test: warmup and main phases of WebSocket chat messages, "
@@ -58,14 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="main phase threads (default %(default)s)")
     parser.add_argument("--timeout", type=seconds(0, 3600), default=d.timeout,
                         help="seconds to wait for each reply (default %(default)s)")
-    parser.add_argument("--max-attempts", type=whole_number(1), default=d.max_attempts,
+    parser.add_argument("--max-attempts", type=whole_number(1), default=d.retry.max_attempts,
                         help="attempts per message before it counts failed (default %(default)s)")
     parser.add_argument("--rooms", type=whole_number(1), default=d.rooms,
                         help="each thread picks a room in 1..N (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=None, help="seed for a reproducible message mix and rooms")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed for a reproducible message mix and rooms")
     parser.add_argument("--probe-messages", type=whole_number(1), default=d.probe_messages,
                         help="round trips measured before the run for Little's Law (default %(default)s)")
-    parser.add_argument("--output-dir", type=Path, default=Path(d.output_dir),
+    parser.add_argument("--output-dir", type=Path, default=d.output_dir,
                         help="where results are written (default %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no live progress")
     return parser
@@ -74,8 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.warmup_threads == 0 or args.warmup_messages == 0:
-        args.warmup_threads, args.warmup_messages = 1, 0
     try:
         args.output_dir.mkdir(parents=True, exist_ok=True)
         writer = CsvWriter(args.output_dir)
@@ -97,13 +95,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def run(args: argparse.Namespace, url: str, server_pid: int | None, writer: CsvWriter) -> int:
-    config = LoadTestConfig(
+def load_test_config(args: argparse.Namespace, url: str) -> LoadTestConfig:
+    """The run the options ask for, against ``url``."""
+    return LoadTestConfig(
         base_url=url, messages=args.messages, warmup_threads=args.warmup_threads,
         warmup_messages=args.warmup_messages, threads=args.threads, timeout=args.timeout,
-        retry=RetryPolicy(args.max_attempts, DEFAULTS.backoff), rooms=args.rooms, seed=args.seed,
-        probe_messages=args.probe_messages,
+        retry=dataclasses.replace(LoadTestConfig.retry, max_attempts=args.max_attempts), rooms=args.rooms,
+        seed=args.seed, probe_messages=args.probe_messages, output_dir=args.output_dir,
     )
+
+
+def run(args: argparse.Namespace, url: str, server_pid: int | None, writer: CsvWriter) -> int:
+    config = load_test_config(args, url)
     writer.start()
     test = LoadTest(config, recorder=writer.record, server_pid=server_pid)
     progress = ProgressDisplay(config.messages, test.progress)
@@ -129,7 +132,7 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None, writer: CsvW
     print(format_summary(result))
     if writer.error:
         print(f"Warning: the metrics file is incomplete: {writer.error}")
-    analyse(writer, result, args.output_dir)
+    analyse(writer, result, config.output_dir)
     print(verdict(result))
     if result.interrupted:
         return EXIT_INTERRUPTED
@@ -141,8 +144,7 @@ def analyse(writer: CsvWriter, result: RunResult, directory: Path) -> None:
 
     Imported here, after the run, so that pandas and matplotlib cost the load test
     neither start-up time nor memory while it measures; and matplotlib only once the
-    metrics table is read and gone, so that the two never add up (it keeps the client's
-    peak RSS about 30 MiB lower).
+    metrics table is read and gone, so that the two never add up (docs/performance.md).
     """
     from chatflow.analysis.performance_analyzer import AnalysisError, PerformanceAnalyzer
 

@@ -1,15 +1,12 @@
 """The producer: one thread that makes every message of a run and queues it.
 
 Messages are serialised and framed here (JSON, then a masked WebSocket frame built by
-websocket-client), off the senders' hot path, and the generator keeps at
+websocket-client, ``framing``), off the senders' hot path, and the generator keeps at
 most ``QUEUE_SIZE`` of them queued, so a 500,000-message run never holds more.
 
-The queue is a ``queue.SimpleQueue``, bounded by the generator itself, and not a
-``queue.Queue(maxsize)``: the latter's every put and get takes a Python lock that 64
-senders contend for, and each contended acquire hands the GIL away. Measured on a
-64-thread run, the generator then got so little of the GIL that it made 43 messages in
-a quarter of a second while the senders took 1,600, and the senders found the queue
-empty a thousand times per 150,000 messages. SimpleQueue is a C queue: no Python lock.
+The queue is a ``queue.SimpleQueue`` that the generator bounds itself: a
+``queue.Queue(maxsize)`` takes a Python lock on every put and get, and 64 senders
+contending for it starve the generator of the GIL (docs/client.md).
 """
 
 from __future__ import annotations
@@ -17,10 +14,11 @@ from __future__ import annotations
 import queue
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from chatflow import wire
-from chatflow.client.chat_websocket_client import MaskKeys, text_frame
+from chatflow.client.framing import MaskKeys, text_frame
 from chatflow.models import ChatMessage, MessageType
 from chatflow.timestamps import now_ms
 
@@ -56,16 +54,16 @@ class OutgoingMessage:
     @classmethod
     def of(cls, message: ChatMessage, room_id: int, mask_keys: MaskKeys) -> OutgoingMessage:
         # orjson hands back its whole output buffer, 4 KiB whatever the length; a queued
-        # message keeps an exact-size copy instead (10,000 queued: about 2 MiB, not 40).
+        # message keeps an exact-size copy instead (docs/performance.md).
         payload = bytes(memoryview(wire.encode_chat_message(message)))
         return cls(payload, message.message_type, room_id, text_frame(payload, mask_keys))
 
 
-def random_message(rng: random.Random, rooms: int, clock=now_ms) -> tuple[ChatMessage, int]:
+def random_message(rng: random.Random, rooms: int, clock: Callable[[], int] = now_ms) -> tuple[ChatMessage, int]:
     """One message of SPEC §2.1's mix and its room: types 90/5/5, user and room uniform.
 
-    Uniform integers are drawn as ``int(random() * n)``: ``randint`` costs ten times
-    as much, and this runs once per message of the run.
+    Uniform integers are drawn as ``int(random() * n)``: ``randint`` is much slower, and
+    this runs once per message of the run.
     """
     draw = rng.random
     user_id = 1 + int(draw() * 100_000)
@@ -90,8 +88,9 @@ class MessageGenerator(threading.Thread):
         total: int,
         out: queue.SimpleQueue[OutgoingMessage],
         stop: threading.Event,
-        rooms: int = 20,
-        seed: int | None = None,
+        *,
+        rooms: int,
+        seed: int | None,
         capacity: int = QUEUE_SIZE,
     ) -> None:
         super().__init__(name="MessageGenerator", daemon=True)

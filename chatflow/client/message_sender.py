@@ -1,8 +1,8 @@
 """A sender: one thread, one persistent connection, messages from the shared queue.
 
 Every message it takes ends counted as a success or a failure. A timeout or a dropped
-connection is retried (up to ``max_attempts`` attempts, exponential backoff) on a newly
-opened connection; an error reply is a definite answer and is not retried.
+connection is retried on a newly opened connection (``RetryingConnection``); an error
+reply is a definite answer and is not retried.
 """
 
 from __future__ import annotations
@@ -10,74 +10,19 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
 
-import orjson
-
-from chatflow.client.chat_websocket_client import (
-    ChatWebSocketClient,
-    ConnectFailed,
-    ConnectionClosed,
-    ReplyTimeout,
-)
+from chatflow.client.config import RetryPolicy
 from chatflow.client.message_generator import OutgoingMessage
+from chatflow.client.results import SenderStats
+from chatflow.client.retry import RetryingConnection
+from chatflow.metrics import Recorder, Status
+from chatflow.wire import is_success
 
 log = logging.getLogger("chatflow.client")
 
-SUCCESS = "success"
-ERROR = "error"
-TIMEOUT = "timeout"
-CONNECTION_CLOSED = "connection_closed"
-CONNECTION_FAILED = "connection_failed"
-CANCELLED = "cancelled"
-CLIENT_ERROR = "client_error"
-
-#: Called once per attempt: (epoch ms at send, message type, latency ms, status, room, final).
-Recorder = Callable[[int, str, float, str, int, bool], None]
-
-
-@dataclass
-class SenderStats:
-    """One sender's counts. Only its own thread writes them, so no lock is needed on
-    the hot path; the run adds them up (``merge``) for progress and for the summary."""
-
-    success: int = 0
-    failure: int = 0
-    connections: int = 0
-    reconnections: int = 0
-    retries: int = 0
-    queue_empty: int = 0
-    latency_sum: float = 0.0
-    failures_by_status: dict[str, int] = field(default_factory=dict)
-
-    def merge(self, other: SenderStats) -> None:
-        for f in fields(self):
-            if f.name == "failures_by_status":
-                for status, count in other.failures_by_status.items():
-                    self.failures_by_status[status] = self.failures_by_status.get(status, 0) + count
-            else:
-                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 5
-    backoff: float = 0.1
-
-    def delay(self, attempt: int) -> float:
-        """Wait before ``attempt`` (2, 3, …): 0.1, 0.2, 0.4, 0.8 s by default."""
-        return self.backoff * 2 ** (attempt - 2)
-
-
-def is_success(reply: bytes) -> bool:
-    if reply.endswith(b'"status":"success"}'):
-        return True
-    try:
-        return orjson.loads(reply).get("status") == SUCCESS
-    except (orjson.JSONDecodeError, AttributeError):
-        return False
+# Plain str values on the per-message path: an enum member costs a lookup each time,
+# and the CSV writer formats a str faster.
+SUCCESS, ERROR, CLIENT_ERROR = Status.SUCCESS.value, Status.ERROR.value, Status.CLIENT_ERROR.value
 
 
 class MessageSender:
@@ -90,8 +35,9 @@ class MessageSender:
         messages: queue.SimpleQueue[OutgoingMessage],
         quota: int,
         stop: threading.Event,
-        timeout: float = 1.0,
-        retry: RetryPolicy = RetryPolicy(),
+        *,
+        timeout: float,
+        retry: RetryPolicy,
         recorder: Recorder | None = None,
     ) -> None:
         self.url = url
@@ -99,15 +45,14 @@ class MessageSender:
         self.messages = messages
         self.quota = quota
         self.stop = stop
-        self.timeout = timeout
-        self.retry = retry
         self.recorder = recorder
         self.stats = SenderStats()
-        self._client: ChatWebSocketClient | None = None
-        self._last_error = ""
+        self._connection = RetryingConnection(url, timeout=timeout, retry=retry, stop=stop, stats=self.stats,
+                                              on_reply=self._on_reply, on_failure=self._on_failure)
 
     def run(self) -> SenderStats:
         """Take and deliver messages until the quota is met or the run is stopped."""
+        connection = self._connection
         try:
             for _ in range(self.quota):
                 item = self._take()
@@ -115,17 +60,21 @@ class MessageSender:
                     break
                 counted = self.stats.success + self.stats.failure
                 try:
-                    self._deliver(item)
+                    connection.deliver(item)
                 except Exception:
                     # A bug (here or in the recorder) must neither lose the message in
                     # hand nor count it twice.
                     log.exception("sender for room %d failed on a message", self.room)
-                    self._drop_connection()
+                    connection.close()
                     if self.stats.success + self.stats.failure == counted:
                         self._count_failure(CLIENT_ERROR)
         finally:
-            self._drop_connection()
+            connection.close()
         return self.stats
+
+    @property
+    def last_error(self) -> str:
+        return self._connection.last_error
 
     def _take(self) -> OutgoingMessage | None:
         """The next message; None once the run is stopped, even with messages queued."""
@@ -142,78 +91,25 @@ class MessageSender:
                 continue
         return None
 
-    def _deliver(self, item: OutgoingMessage) -> None:
+    def _on_reply(self, item: OutgoingMessage, sent_ms: int, latency_ms: float, reply: bytes) -> None:
+        if not is_success(reply):
+            self._on_failure(item, sent_ms, latency_ms, ERROR, True)
+            return
         stats = self.stats
-        for attempt in range(1, self.retry.max_attempts + 1):
-            if attempt > 1:
-                stats.retries += 1
-                if self.stop.wait(self.retry.delay(attempt)):
-                    self._fail(item, CANCELLED)
-                    return
-            if self._client is None and not self._connect():
-                self._attempt_failed(item, attempt, CONNECTION_FAILED, time.time_ns() // 1_000_000, 0.0)
-                continue
-            sent_ms = time.time_ns() // 1_000_000
-            start = time.perf_counter()
-            try:
-                reply = self._client.request_frame(item.frame)
-            except ReplyTimeout as exc:
-                status = TIMEOUT
-                self._last_error = str(exc)
-            except ConnectionClosed as exc:
-                status = CONNECTION_CLOSED
-                self._last_error = str(exc)
-            else:
-                latency_ms = (time.perf_counter() - start) * 1000.0
-                if is_success(reply):
-                    stats.success += 1
-                    stats.latency_sum += latency_ms
-                    self._record(sent_ms, item, latency_ms, SUCCESS, True)
-                else:
-                    self._fail(item, ERROR, sent_ms, latency_ms)
-                return
-            latency_ms = (time.perf_counter() - start) * 1000.0
-            # A late reply must never be taken for the next message's: this
-            # connection is done.
-            self._drop_connection()
-            self._attempt_failed(item, attempt, status, sent_ms, latency_ms)
+        stats.success += 1
+        stats.latency_sum += latency_ms
+        recorder = self.recorder
+        if recorder is not None:
+            recorder(sent_ms, item.message_type.value, latency_ms, SUCCESS, self.room, True)
 
-    def _attempt_failed(self, item: OutgoingMessage, attempt: int, status: str, sent_ms: int, latency_ms: float) -> None:
-        if attempt == self.retry.max_attempts:
-            self._fail(item, status, sent_ms, latency_ms)
-        else:
-            self._record(sent_ms, item, latency_ms, status, False)
-
-    def _connect(self) -> bool:
-        try:
-            self._client = ChatWebSocketClient(self.url, self.timeout)
-        except ConnectFailed as exc:
-            self._last_error = str(exc)
-            log.debug("connect to %s failed: %s", self.url, exc)
-            return False
-        if self.stats.connections:
-            self.stats.reconnections += 1
-        self.stats.connections += 1
-        return True
-
-    def _drop_connection(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def _fail(self, item: OutgoingMessage, status: str, sent_ms: int | None = None, latency_ms: float = 0.0) -> None:
-        self._count_failure(status)
-        self._record(sent_ms if sent_ms is not None else time.time_ns() // 1_000_000, item, latency_ms, status, True)
+    def _on_failure(self, item: OutgoingMessage, sent_ms: int, latency_ms: float, status: str, final: bool) -> None:
+        if final:
+            self._count_failure(status)
+        recorder = self.recorder
+        if recorder is not None:
+            recorder(sent_ms, item.message_type.value, latency_ms, status, self.room, final)
 
     def _count_failure(self, status: str) -> None:
         stats = self.stats
         stats.failure += 1
         stats.failures_by_status[status] = stats.failures_by_status.get(status, 0) + 1
-
-    def _record(self, sent_ms: int, item: OutgoingMessage, latency_ms: float, status: str, final: bool) -> None:
-        if self.recorder is not None:
-            self.recorder(sent_ms, item.message_type.value, latency_ms, status, self.room, final)
-
-    @property
-    def last_error(self) -> str:
-        return self._last_error

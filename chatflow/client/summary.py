@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chatflow.client.littles_law import Prediction
-from chatflow.client.load_test import RunResult
+from chatflow.client.results import RunResult
 
 RULE = "=" * 72
 

@@ -1,0 +1,48 @@
+"""The configuration of a load test, and the one place of the client's defaults.
+
+The defaults are the Java original's run: 32 warmup threads × 1,000 messages, then 64
+threads for the rest of 500,000. The command line shows and uses these fields' defaults
+(``chatflow.client.main``); the classes below the run take their settings from a config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many attempts a message gets, and the backoff between them."""
+
+    max_attempts: int
+    backoff: float
+
+    def delay(self, attempt: int) -> float:
+        """Wait before ``attempt`` (2, 3, …): backoff, then twice as long each time."""
+        return self.backoff * 2 ** (attempt - 2)
+
+
+@dataclass(frozen=True)
+class LoadTestConfig:
+    """One run: where, how many messages, in which phases, with what patience."""
+
+    base_url: str
+    messages: int = 500_000
+    #: No warmup phase when either warmup figure is 0 (``plan_phases``).
+    warmup_threads: int = 32
+    warmup_messages: int = 1_000
+    threads: int = 64
+    #: Seconds to wait for each reply.
+    timeout: float = 1.0
+    retry: RetryPolicy = RetryPolicy(max_attempts=5, backoff=0.1)
+    #: Each sender picks a room in 1..rooms (SPEC §2.1).
+    rooms: int = 20
+    seed: int | None = None
+    #: Round trips the probe measures for Little's Law, after its warm-up ones.
+    probe_messages: int = 200
+    #: Where the metrics, the report and the charts are written.
+    output_dir: Path = Path("results")
+
+    def room_url(self, room: int) -> str:
+        return f"{self.base_url}/chat/{room}"

@@ -1,0 +1,37 @@
+"""CPU time of the client, and of a local server, over a run's phases."""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+
+
+class CpuMeter:
+    """CPU seconds of this process and, when it is local, of the server, since construction."""
+
+    def __init__(self, server_pid: int | None) -> None:
+        self._client_start = time.process_time()
+        self._server: psutil.Process | None = None
+        if server_pid is not None:
+            try:
+                self._server = psutil.Process(server_pid)
+            except psutil.Error:
+                pass  # the local server is gone: the run will say so, this figure is missing
+        self._server_start = self._server_cpu()
+
+    def _server_cpu(self) -> float | None:
+        if self._server is None:
+            return None
+        try:
+            times = self._server.cpu_times()
+        except psutil.Error:
+            return None
+        return times.user + times.system
+
+    def read(self) -> tuple[float, float | None]:
+        """(client, server) CPU seconds so far; the server's is None when unknown."""
+        client = time.process_time() - self._client_start
+        end = self._server_cpu()
+        server = end - self._server_start if end is not None and self._server_start is not None else None
+        return client, server

@@ -1,0 +1,107 @@
+"""What a run counted: each sender's counts, each phase's, and the whole run's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from chatflow.client.config import LoadTestConfig
+from chatflow.client.littles_law import Prediction
+from chatflow.metrics import Status
+
+
+@dataclass
+class SenderStats:
+    """One sender's counts. Only its own thread writes them, so no lock is needed on
+    the hot path; the run adds them up (``merge``) for progress and for the summary."""
+
+    success: int = 0
+    failure: int = 0
+    connections: int = 0
+    reconnections: int = 0
+    retries: int = 0
+    queue_empty: int = 0
+    latency_sum: float = 0.0
+    failures_by_status: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: SenderStats) -> None:
+        for f in fields(self):
+            if f.name == "failures_by_status":
+                for status, count in other.failures_by_status.items():
+                    self.failures_by_status[status] = self.failures_by_status.get(status, 0) + count
+            else:
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    threads: int
+    planned: int
+    stats: SenderStats
+    duration_s: float
+
+    @property
+    def throughput(self) -> float:
+        """Successful messages per second of the phase."""
+        return self.stats.success / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def mean_latency_s(self) -> float | None:
+        return self.stats.latency_sum / self.stats.success / 1000.0 if self.stats.success else None
+
+
+@dataclass
+class RunResult:
+    config: LoadTestConfig
+    round_trip_s: float | None = None
+    phases: list[PhaseResult] = field(default_factory=list)
+    predictions: list[Prediction] = field(default_factory=list)
+    generated: int = 0
+    unsent: int = 0
+    wall_s: float = 0.0
+    client_cpu_s: float | None = None
+    server_cpu_s: float | None = None
+    #: This process's peak resident memory when the run ended (before any analysis).
+    client_peak_rss_mib: float | None = None
+    interrupted: bool = False
+    unreachable: str | None = None
+    last_error: str = ""
+
+    @property
+    def totals(self) -> SenderStats:
+        total = SenderStats()
+        for phase in self.phases:
+            total.merge(phase.stats)
+        total.failure += self.unsent
+        if self.unsent:
+            cancelled = Status.CANCELLED.value
+            total.failures_by_status[cancelled] = total.failures_by_status.get(cancelled, 0) + self.unsent
+        return total
+
+    @property
+    def phases_s(self) -> float:
+        return sum(p.duration_s for p in self.phases)
+
+    @property
+    def throughput(self) -> float:
+        """Successful messages per second over the phases (no probe, no set-up)."""
+        return self.totals.success / self.phases_s if self.phases_s > 0 else 0.0
+
+    @property
+    def client_cpu_us_per_message(self) -> float | None:
+        return self._per_message_us(self.client_cpu_s)
+
+    @property
+    def server_cpu_us_per_message(self) -> float | None:
+        return self._per_message_us(self.server_cpu_s)
+
+    def _per_message_us(self, cpu_s: float | None) -> float | None:
+        totals = self.totals
+        done = totals.success + totals.failure
+        return cpu_s / done * 1e6 if cpu_s is not None and done else None
+
+    @property
+    def ok(self) -> bool:
+        totals = self.totals
+        return (self.unreachable is None and not self.interrupted
+                and totals.failure == 0 and totals.success == self.generated > 0)

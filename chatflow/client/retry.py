@@ -1,0 +1,106 @@
+"""A message's attempts on one room's connection: reconnection and backoff, by a RetryPolicy.
+
+The senders and the round-trip probe send through the same ``RetryingConnection``, so
+the probe's round trip is measured on the senders' own path, and fails as theirs do.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from time import perf_counter
+
+from chatflow.client.chat_websocket_client import ChatWebSocketClient, ConnectFailed, ConnectionClosed, ReplyTimeout
+from chatflow.client.config import RetryPolicy
+from chatflow.client.message_generator import OutgoingMessage
+from chatflow.client.results import SenderStats
+from chatflow.metrics import Status
+from chatflow.timestamps import now_ms
+
+log = logging.getLogger("chatflow.client")
+
+# Plain str values on the per-message path: an enum member costs a lookup each time,
+# and the CSV writer formats a str faster.
+TIMEOUT, CONNECTION_CLOSED = Status.TIMEOUT.value, Status.CONNECTION_CLOSED.value
+CONNECTION_FAILED, CANCELLED = Status.CONNECTION_FAILED.value, Status.CANCELLED.value
+
+#: (message, epoch ms at send, latency ms, the reply's payload)
+OnReply = Callable[[OutgoingMessage, int, float, bytes], None]
+#: (message, epoch ms at send, latency ms, status, final): ``final`` for its last attempt.
+OnFailure = Callable[[OutgoingMessage, int, float, str, bool], None]
+
+
+class RetryingConnection:
+    """One room's persistent connection, and each message's attempts on it.
+
+    A timeout or a dropped connection ends the connection (a late reply must never be
+    taken for the next message's) and, after the policy's backoff, the next attempt
+    opens a new one; a reply of any kind ends the message's attempts. Each reply goes
+    to ``on_reply``, each failed attempt to ``on_failure``; connections, reconnections
+    and retries are counted in ``stats``. Used by one thread at a time.
+    """
+
+    def __init__(self, url: str, *, timeout: float, retry: RetryPolicy, stop: threading.Event,
+                 stats: SenderStats, on_reply: OnReply, on_failure: OnFailure) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.retry = retry
+        self.stop = stop
+        self.stats = stats
+        self.on_reply = on_reply
+        self.on_failure = on_failure
+        #: What went wrong last (a refused connection, a timeout), for the run's verdict.
+        self.last_error = ""
+        self._client: ChatWebSocketClient | None = None
+
+    def deliver(self, item: OutgoingMessage) -> None:
+        """Send ``item`` until a reply comes, the attempts run out or ``stop`` is set."""
+        retry = self.retry
+        for attempt in range(1, retry.max_attempts + 1):
+            if attempt > 1:
+                self.stats.retries += 1
+                if self.stop.wait(retry.delay(attempt)):
+                    self.on_failure(item, now_ms(), 0.0, CANCELLED, True)
+                    return
+            if self._client is None and not self._connect():
+                self._attempt_failed(item, attempt, CONNECTION_FAILED, now_ms(), 0.0)
+                continue
+            sent_ms = now_ms()
+            start = perf_counter()
+            try:
+                reply = self._client.request(item.frame)
+            except ReplyTimeout as exc:
+                status = TIMEOUT
+                self.last_error = str(exc)
+            except ConnectionClosed as exc:
+                status = CONNECTION_CLOSED
+                self.last_error = str(exc)
+            else:
+                self.on_reply(item, sent_ms, (perf_counter() - start) * 1000.0, reply)
+                return
+            latency_ms = (perf_counter() - start) * 1000.0
+            self.close()
+            self._attempt_failed(item, attempt, status, sent_ms, latency_ms)
+
+    def close(self) -> None:
+        """Drop the connection; the next attempt opens a new one."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _attempt_failed(self, item: OutgoingMessage, attempt: int, status: str, sent_ms: int,
+                        latency_ms: float) -> None:
+        self.on_failure(item, sent_ms, latency_ms, status, attempt == self.retry.max_attempts)
+
+    def _connect(self) -> bool:
+        try:
+            self._client = ChatWebSocketClient(self.url, timeout=self.timeout)
+        except ConnectFailed as exc:
+            self.last_error = str(exc)
+            log.debug("connect to %s failed: %s", self.url, exc)
+            return False
+        if self.stats.connections:
+            self.stats.reconnections += 1
+        self.stats.connections += 1
+        return True

@@ -1,0 +1,56 @@
+"""The per-message metrics file (SPEC §2.5): its outcomes, its columns, its rows.
+
+The client writes it (``chatflow.client.csv_writer``) and the analysis reads it
+(``chatflow.analysis.performance_analyzer``); both take the names from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+from typing import NamedTuple
+
+from chatflow.models import ReplyStatus
+
+
+class Status(StrEnum):
+    """A message attempt's outcome: the reply's status, or what happened instead of a reply."""
+
+    SUCCESS = ReplyStatus.SUCCESS.value
+    ERROR = ReplyStatus.ERROR.value
+    TIMEOUT = "timeout"
+    CONNECTION_CLOSED = "connection_closed"
+    CONNECTION_FAILED = "connection_failed"
+    #: Still queued, or waiting to be retried, when the run was stopped.
+    CANCELLED = "cancelled"
+    #: A bug in the client (or its recorder) while the message was in hand.
+    CLIENT_ERROR = "client_error"
+
+
+TIMESTAMP, MESSAGE_TYPE, LATENCY, STATUS, ROOM, FINAL = (
+    "timestamp", "messageType", "latency", "statusCode", "roomId", "final")
+#: The Java client's five columns: its files have these and no others, one row per message.
+JAVA_COLUMNS = (TIMESTAMP, MESSAGE_TYPE, LATENCY, STATUS, ROOM)
+#: ChatFlow adds ``final``: 1 for a message's last attempt (its outcome), 0 for an
+#: attempt that was retried.
+COLUMNS = (*JAVA_COLUMNS, FINAL)
+CSV_HEADER = ",".join(COLUMNS)
+
+#: Called once per attempt: (epoch ms at send, message type, latency ms, status, room, final).
+Recorder = Callable[[int, str, float, str, int, bool], None]
+
+
+class MetricRecord(NamedTuple):
+    """One row; a tuple, not a class with fields to set: one is made per attempt on the hot path."""
+
+    timestamp_ms: int
+    message_type: str
+    latency_ms: float
+    status: str
+    room_id: int
+    final: bool
+
+    def csv_line(self) -> str:
+        """The row in ``COLUMNS`` order, newline included."""
+        return (f"{self.timestamp_ms},{self.message_type},{self.latency_ms:.3f},"
+                f"{self.status},{self.room_id},{1 if self.final else 0}\n")
