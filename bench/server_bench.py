@@ -13,8 +13,7 @@ much of the machine as possible is left to the server under test. It still check
 reply: a chat reply must end in ``"status":"success"}`` (the first reply of every
 connection is parsed and checked in full), an echo reply must equal the message.
 
-``--server-cmd`` aims the same load at any other server; ``--alternatives`` adds the
-comparison servers of ``bench.alternatives``, run interleaved with ours. Results go to
+``--server-cmd`` aims the same load at any other server. Results go to
 bench/results/server_bench_<timestamp>.json.
 """
 
@@ -39,7 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.results import REPO_ROOT, RESULTS_DIR, environment, write_results
+from bench.results import REPO_ROOT, RESULTS_DIR, environment, summarise, write_results
 from chatflow.arguments import whole_number
 from chatflow.server import listening
 from chatflow.client.plan import split
@@ -198,13 +197,6 @@ class ServerUnderTest:
     label: str
     #: A command line, ``{port}`` standing for a free port; None: our run_server.py.
     command: str | None = None
-
-
-def alternatives() -> list[ServerUnderTest]:
-    """The comparison servers of ``bench.alternatives``, run by this interpreter."""
-    python = shlex.quote(sys.executable)
-    return [ServerUnderTest(model, f"{python} -m bench.alternatives {model} --port 0")
-            for model in ("sync", "thread-per-connection")]
 
 
 def start_server(command_template: str | None, echo: bool) -> ServerProcess:
@@ -504,22 +496,6 @@ def run_once(args: argparse.Namespace, under_test: ServerUnderTest, connections:
 
 # -- reporting -------------------------------------------------------------------------------
 
-SUMMARISED = ["messages_per_second", "wall_seconds", "server_cpu_us_per_message", "server_user_cpu_us_per_message",
-              "server_system_cpu_us_per_message", "server_cpu_utilisation",
-              "client_cpu_us_per_message", "server_peak_rss_bytes"]
-
-
-def summarise(runs: list[dict]) -> dict:
-    return {
-        name: {
-            "median": statistics.median(run[name] for run in runs),
-            "min": min(run[name] for run in runs),
-            "max": max(run[name] for run in runs),
-        }
-        for name in SUMMARISED
-    }
-
-
 def format_table(results: list[dict]) -> str:
     def cell(summary: dict, scale: float = 1.0, digits: int = 0) -> str:
         median, low, high = (summary[key] * scale for key in ("median", "min", "max"))
@@ -578,51 +554,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--echo", action="store_true",
                         help="run our server with --echo and expect every reply to equal the message")
     parser.add_argument("--label", help="name of the server in the table and the JSON (default: the command)")
-    parser.add_argument("--alternatives", action="store_true",
-                        help="also run the comparison servers of bench.alternatives (sync, thread-per-connection), "
-                             "interleaved with the server under test")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds one run may take (default %(default)s)")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes (default bench/results)")
     return parser
 
 
-def servers_from(args: argparse.Namespace) -> list[ServerUnderTest]:
+def server_from(args: argparse.Namespace) -> ServerUnderTest:
     if args.server_cmd is None:
-        label = args.label or ("run_server.py --echo" if args.echo else "run_server.py")
-    else:
-        label = args.label or args.server_cmd
-    servers = [ServerUnderTest(label, args.server_cmd)]
-    if args.alternatives:
-        servers += alternatives()
-    return servers
+        return ServerUnderTest(args.label or ("run_server.py --echo" if args.echo else "run_server.py"))
+    return ServerUnderTest(args.label or args.server_cmd, args.server_cmd)
+
+
+def measure(args: argparse.Namespace, server: ServerUnderTest) -> list[dict]:
+    """``args.runs`` runs at each connection count, each on a fresh server process: every
+    run's figures and their spread, one result per connection count."""
+    results = []
+    for connections in args.connections:
+        runs = []
+        for run in range(1, args.runs + 1):
+            figures = run_once(args, server, connections)
+            runs.append(figures)
+            print(f"{server.label}: {connections} connection{'s' if connections > 1 else ''}, run {run}/{args.runs}: "
+                  f"{figures['messages_per_second']:,.0f} msg/s, "
+                  f"server {figures['server_cpu_us_per_message']:.1f} µs/msg, "
+                  f"load average {figures['load_average_after']:.1f}", file=sys.stderr, flush=True)
+        results.append({"server": server.label, "command": server.command, "connections": connections,
+                        "messages": args.messages, "warmup": args.warmup, "runs": runs, "summary": summarise(runs)})
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.alternatives and args.echo:
-        parser.error("--alternatives serve chat only; it cannot be combined with --echo")
-    servers = servers_from(args)
+    args = build_parser().parse_args(argv)
     started = datetime.datetime.now(datetime.timezone.utc)
-    results = []
     try:
-        for connections in args.connections:
-            runs: dict[str, list[dict]] = {server.label: [] for server in servers}
-            # Interleaved (A B C A B C ...), so that a noisy minute on a shared machine
-            # falls on every server rather than on one.
-            for run in range(1, args.runs + 1):
-                for server in servers:
-                    figures = run_once(args, server, connections)
-                    runs[server.label].append(figures)
-                    print(f"{server.label}: {connections} connections, run {run}/{args.runs}: "
-                          f"{figures['messages_per_second']:,.0f} msg/s, "
-                          f"server {figures['server_cpu_us_per_message']:.1f} µs/msg, "
-                          f"load average {figures['load_average_after']:.1f}", file=sys.stderr, flush=True)
-            results += [
-                {"server": server.label, "command": server.command, "connections": connections,
-                 "runs": runs[server.label], "summary": summarise(runs[server.label])}
-                for server in servers
-            ]
+        results = measure(args, server_from(args))
     except BenchError as exc:
         print(f"server_bench: error: {exc}", file=sys.stderr)
         return 1
@@ -632,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": started.isoformat(),
         "options": {
             "connections": args.connections, "messages": args.messages, "warmup": args.warmup, "runs": args.runs,
-            "server_cmd": args.server_cmd, "alternatives": args.alternatives, "echo": args.echo,
+            "server_cmd": args.server_cmd, "echo": args.echo,
             "timeout": args.timeout, "message_bytes": MESSAGE_SIZE, "rooms": ROOMS,
         },
         "environment": environment(),
