@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,9 +27,9 @@ import websocket
 
 from chatflow.client.results import RunResult
 from chatflow.client.run import LoadTest
-from chatflow.server import listening
 from chatflow.server.config import ServerConfig, ServerLimits
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
+from chatflow.server.process import ServerProcess
 from chatflow.server.transport import Handler, WebSocketServer
 
 LOCALHOST = "127.0.0.1"
@@ -237,56 +238,11 @@ def raw_handshake(port: int, path: str = "/chat/1", timeout: float = DEFAULT_TIM
 # -- run_server.py as a process -------------------------------------------------------
 
 
-
-@dataclass
-class StderrLines:
-    """Collects a process's stderr line by line from a thread, so the pipe never fills."""
-
-    lines: list[str] = field(default_factory=list)
-    ended: bool = False
-    _changed: threading.Condition = field(default_factory=threading.Condition)
-
-    def follow(self, stream) -> None:
-        for line in stream:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self.ended = True
-            self._changed.notify_all()
-
-    def wait_for(self, find: Callable[[str], T | None], timeout: float, what: str) -> T:
-        """What ``find`` first makes of a line; AssertionError at the deadline or at EOF."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self.lines:
-                    found = find(line)
-                    if found:
-                        return found
-                remaining = deadline - time.monotonic()
-                if self.ended or remaining <= 0:
-                    raise AssertionError(f"no {what} in stderr:\n{self.text}")
-                self._changed.wait(remaining)
-
-    def wait_for_port(self, scheme: str, timeout: float) -> int:
-        """The port of the first ``listening on {scheme}://`` line (chatflow.server.listening)."""
-        def find(line: str) -> int | None:
-            found = listening.parse(line)
-            return found.port if found is not None and found.scheme == scheme else None
-        return self.wait_for(find, timeout, f"'listening on {scheme}://' line")
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-
-@dataclass
-class ServerProcess:
+@dataclass(frozen=True)
+class ListeningServer:
     """``run_server.py`` running as its own process, with the ports it bound."""
 
-    process: subprocess.Popen
-    stderr: StderrLines
+    process: ServerProcess
     chat_port: int
     health_port: int
 
@@ -294,42 +250,36 @@ class ServerProcess:
     def url(self) -> str:
         return f"ws://{LOCALHOST}:{self.chat_port}"
 
-    def wait(self, timeout: float = DEFAULT_TIMEOUT) -> int:
-        """The exit code; fails the test if the process outlives ``timeout``."""
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"server still running after {timeout:g} s; stderr:\n{self.stderr.text}") from None
-
 
 def server_command(*args: str) -> list[str]:
     return [sys.executable, str(RUN_SERVER), *args]
 
 
+def with_fd_limit(limit: int, command: list[str]) -> list[str]:
+    """``command`` with RLIMIT_NOFILE set to ``limit``: a Python that sets it, then execs
+    the command in its place (the same process)."""
+    setter = ("import os, resource, sys; "
+              f"resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, {limit})); os.execv(sys.argv[1], sys.argv[1:])")
+    return [sys.executable, "-c", setter, *command]
+
+
 @contextmanager
-def server_process(*args: str, timeout: float = STARTUP_TIMEOUT) -> Iterator[ServerProcess]:
+def server_process(*args: str, timeout: float = STARTUP_TIMEOUT, fd_limit: int | None = None,
+                   log_path: Path | None = None) -> Iterator[ListeningServer]:
     """Start ``run_server.py`` on 127.0.0.1, free ports, plus ``args``; wait until it listens.
 
-    ``args`` come last, so ``--port N`` there overrides the free port. The process is
-    killed on the way out if the test left it running.
+    ``args`` come last, so ``--port N`` there overrides the free port. ``fd_limit`` lowers
+    its RLIMIT_NOFILE; ``log_path`` keeps its whole stderr. The process is killed on the way
+    out if the test left it running.
     """
-    process = subprocess.Popen(
-        server_command("--host", LOCALHOST, "--port", "0", "--health-port", "0", *args),
-        cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    stderr = StderrLines()
-    reader = threading.Thread(target=stderr.follow, args=(process.stderr,), name="server-stderr", daemon=True)
-    reader.start()
-    try:
-        chat_port = stderr.wait_for_port("ws", timeout)
-        health_port = stderr.wait_for_port("http", timeout)
-        yield ServerProcess(process, stderr, chat_port, health_port)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(DEFAULT_TIMEOUT)
-        reader.join(DEFAULT_TIMEOUT)
-        process.stderr.close()
+    command = server_command("--host", LOCALHOST, "--port", "0", "--health-port", "0", *args)
+    if fd_limit is not None:
+        command = with_fd_limit(fd_limit, command)
+    with ServerProcess(command, cwd=REPO_ROOT, log_path=log_path, stop_signals=(signal.SIGKILL,),
+                       grace=DEFAULT_TIMEOUT) as process:
+        chat_port = process.wait_listening("ws", timeout).port
+        health_port = process.wait_listening("http", timeout).port
+        yield ListeningServer(process, chat_port, health_port)
 
 
 def run_server_to_exit(*args: str, timeout: float = STARTUP_TIMEOUT) -> subprocess.CompletedProcess[str]:

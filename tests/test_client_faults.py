@@ -8,6 +8,7 @@ Each run is small and uses a short reply timeout, so the whole file stays quick.
 
 from __future__ import annotations
 
+import signal
 from contextlib import ExitStack
 
 import pytest
@@ -196,7 +197,7 @@ def test_server_killed_and_restarted_mid_run_every_message_counted() -> None:
         test = LoadTest(config)
         with BackgroundRun(test) as run:
             wait_until(lambda: test.progress()[0] >= 1_000, timeout=30, message="the run is under way")
-            first.process.kill()
+            first.process.send_signal(signal.SIGKILL)
             first.process.wait(5)
             done_at_kill = test.progress()[0]
             second = servers.enter_context(server_process("--port", str(port)))

@@ -95,7 +95,7 @@ def test_server_sigterm_mid_run_closes_with_1001_and_the_run_finishes_after_a_re
             done_at_close = test.progress()[0]
             # At once, as the senders do: the server waits for the end of the stream.
             observer.close()
-            assert first.wait(10) == 0
+            assert first.process.wait(10) == 0
             exited_at = time.monotonic()
             second = stack.enter_context(server_process("--port", str(port)))
             listening_at = time.monotonic()

@@ -16,15 +16,12 @@ import errno
 import gc
 import os
 import re
-import resource
 import select
 import selectors
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 import websocket
@@ -38,19 +35,15 @@ from chatflow.server.transport.loop import RECV_SIZE
 from conftest import (
     DEFAULT_TIMEOUT,
     LOCALHOST,
-    REPO_ROOT,
-    STARTUP_TIMEOUT,
     SERVER_DEFAULTS,
     RunningServer,
     chat_handler,
-    StderrLines,
     chat_message_json,
     connect,
     connected,
     raw_handshake,
     receive_close,
     round_trip,
-    server_command,
     server_process,
     serving,
     traced_memory,
@@ -520,38 +513,14 @@ def test_client_that_stops_reading_is_bounded_then_dropped_while_others_are_serv
 # -- out of file descriptors ---------------------------------------------------------------------------
 
 
-@contextmanager
-def server_with_fd_limit(limit: int, *args: str) -> Iterator[tuple[subprocess.Popen, StderrLines, int]]:
-    """``run_server.py`` on free ports with RLIMIT_NOFILE set to ``limit``, and its chat port."""
-
-    def lower_fd_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
-
-    process = subprocess.Popen(
-        server_command("--host", LOCALHOST, "--port", "0", "--health-port", "0", *args),
-        cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lower_fd_limit,
-    )
-    stderr = StderrLines()
-    reader = threading.Thread(target=stderr.follow, args=(process.stderr,), name="server-stderr", daemon=True)
-    reader.start()
-    try:
-        port = stderr.wait_for_port("ws", STARTUP_TIMEOUT)
-        yield process, stderr, port
-    finally:
-        process.kill()
-        process.wait(DEFAULT_TIMEOUT)
-        reader.join(DEFAULT_TIMEOUT)
-        process.stderr.close()
-
-
 def test_out_of_file_descriptors_waits_for_them_without_spinning_and_keeps_serving() -> None:
     """More clients than the process has descriptors for: the open connections are
     served, the rest wait in the backlog until descriptors free up, and the server
     does not retry accept() in a tight loop (which logged a warning per try)."""
     fd_limit, strays = 32, 60
-    with server_with_fd_limit(fd_limit, "--handshake-timeout", "1") as (process, stderr, port):
-        url = f"ws://{LOCALHOST}:{port}/chat/1"
+    with server_process("--handshake-timeout", "1", fd_limit=fd_limit) as server:
+        port, stderr = server.chat_port, server.process.stderr
+        url = f"{server.url}/chat/1"
         with connected(url) as bystander:
             assert round_trip(bystander, chat_message_json())["status"] == "success"
             waiting = [socket.create_connection((LOCALHOST, port), timeout=DEFAULT_TIMEOUT) for _ in range(strays)]
@@ -573,7 +542,7 @@ def test_out_of_file_descriptors_waits_for_them_without_spinning_and_keeps_servi
             assert round_trip(bystander, chat_message_json(userId=4))["userId"] == 4
         failures = [line for line in stderr.lines if "accept failed" in line]
         assert 1 <= len(failures) <= 3, "\n".join(failures[:10])
-        assert process.poll() is None
+        assert server.process.returncode is None
 
 
 # -- the health endpoint ---------------------------------------------------------------------------------

@@ -92,8 +92,8 @@ def test_signal_closes_clients_with_1001_and_exits_0(signum: int) -> None:
             server.process.send_signal(signum)
             code, _ = receive_close(ws)
             assert code == 1001
-        assert server.wait(timeout=5) == 0
-        assert "Traceback" not in server.stderr.text
+        assert server.process.wait(5) == 0
+        assert "Traceback" not in server.process.stderr.text
 
 
 def test_max_rooms_option_changes_the_bound_and_the_reasons() -> None:
@@ -165,6 +165,6 @@ def test_shutdown_does_not_wait_for_a_client_still_in_its_handshake() -> None:
             with connected(f"{server.url}/chat/1") as ws:
                 server.process.send_signal(signal.SIGTERM)
                 assert receive_close(ws)[0] == 1001
-            assert server.wait(timeout=5) == 0
+            assert server.process.wait(5) == 0
             assert stray.recv(1024) == b""
 
