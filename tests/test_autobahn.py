@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ListeningServer, server_process
+from tests.support.processes import ListeningServer, server_process
 
 REPO = Path(__file__).resolve().parents[1]
 #: The tool's folder: $CHATFLOW_AUTOBAHN, or ../shared/tools/autobahn beside the repository.

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from chatflow.server.process import OutputLines
-from conftest import REPO_ROOT, RUN_CLIENT, SUMMARY_LABELS, assert_no_traceback, figure, free_port, run_client
+from tests.support.client_runs import SUMMARY_LABELS, assert_no_traceback, figure
+from tests.support.network import free_port
+from tests.support.processes import REPO_ROOT, RUN_CLIENT, run_client
 
 def test_unreachable_server_is_a_clear_failure(tmp_path: Path) -> None:
     closed = free_port()
@@ -87,7 +89,8 @@ def test_ctrl_c_stops_the_run_counted_with_status_130(tmp_path: Path) -> None:
         # terminal's Ctrl-C would.
         start_new_session=True,
     )
-    stdout, stderr = OutputLines(process.stdout, name="client-stdout"), OutputLines(process.stderr, name="client-stderr")
+    stdout = OutputLines(process.stdout, name="client-stdout")
+    stderr = OutputLines(process.stderr, name="client-stderr")
     try:
         assert stderr.wait_for(re.compile(r"^progress: [\d,]+/").search, 30), f"no progress line in:\n{stderr.text}"
         os.killpg(process.pid, signal.SIGINT)

@@ -19,8 +19,11 @@ from chatflow.client.results import RunResult
 from chatflow.client.run import LoadTest
 from chatflow.client.summary import verdict
 from chatflow.metrics import Status
-from conftest import BackgroundRun, free_port, server_process, wait_until
-from misbehaving_servers import Action, Received, Script, ScriptedServer
+from tests.support.client_runs import BackgroundRun
+from tests.support.network import free_port
+from tests.support.processes import server_process
+from tests.support.scripted_server import Action, Received, Script, ScriptedServer
+from tests.support.waiting import wait_until
 
 #: Short, to keep the file quick; long enough that a loaded machine does not time out
 #: the replies the script sends at once (the scripted server shares this process).

@@ -10,17 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import (
-    DEFAULT_TIMEOUT,
-    LOCALHOST,
-    chat_message_json,
-    connected,
-    receive_close,
-    round_trip,
-    run_server_to_exit,
-    server_process,
-    wait_until,
-)
+from tests.support.clients import connected, receive_close, round_trip
+from tests.support.messages import chat_message_json
+from tests.support.network import LOCALHOST
+from tests.support.processes import run_server_to_exit, server_process
+from tests.support.waiting import DEFAULT_TIMEOUT, wait_until
 
 
 @pytest.fixture

@@ -15,7 +15,9 @@ import psutil
 import pytest
 
 from chatflow.server.process import OutputLines, ServerProcess, ServerProcessError
-from conftest import DEFAULT_TIMEOUT, LOCALHOST, REPO_ROOT, STARTUP_TIMEOUT, free_port, server_command, wait_until
+from tests.support.network import LOCALHOST, free_port
+from tests.support.processes import REPO_ROOT, server_command
+from tests.support.waiting import DEFAULT_TIMEOUT, STARTUP_TIMEOUT, wait_until
 
 
 def python(code: str) -> list[str]:
