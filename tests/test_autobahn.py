@@ -5,12 +5,12 @@ the chat server's own transport with the chat handler swapped for an echo, so wh
 suite judges here (framing, fragmentation, UTF-8, closing handshake) is what every chat
 client meets.
 
-The client: the suite's fuzzing server against ``bench/autobahn_echo_client.py``, an echo
+The client: the suite's fuzzing server against ``compliance/autobahn_echo_client.py``, an echo
 on ``ChatWebSocketClient`` with exactly the load runs' settings, so what is judged is the
 connection every sender thread uses.
 
 The full sets, with the 9.* limit cases and a comparison with other servers, are
-``python -m bench.conformance`` (docs/conformance.md).
+``python -m compliance.conformance`` (docs/conformance.md).
 
 Deselect with ``-m "not autobahn"``. Skipped only where the machine has no Python 2.7 for
 wstest (the tool's setup.sh exits 3) and, for the client, where no private network
@@ -108,7 +108,7 @@ def test_load_client_connection_conforms_to_rfc6455_quick_set(wstest, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
     run = subprocess.run(
         [str(TOOL / "run_fuzzingserver.sh"), "chatflow-client", "--quick", "--out", str(reports),
-         "--", sys.executable, "-m", "bench.autobahn_echo_client"],
+         "--", sys.executable, "-m", "compliance.autobahn_echo_client"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=540,
     )
     if run.returncode == 2 and NO_NAMESPACE in run.stderr:
