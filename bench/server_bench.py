@@ -47,7 +47,6 @@ from tests.support.network import LOCALHOST, free_port
 
 ROOMS = ServerConfig.max_rooms
 REPLY_TIMEOUT = 10.0
-START_TIMEOUT = 20.0
 #: How long the server has after Ctrl-C, and after SIGTERM, before the next signal.
 STOP_GRACE = 5.0
 
@@ -92,8 +91,8 @@ def server_running(command: list[str], port: int | None) -> Iterator[tuple[Serve
         with ServerProcess(command, cwd=REPO_ROOT, stop_signals=(signal.SIGINT, signal.SIGTERM),
                            grace=STOP_GRACE) as server:
             if port is None:
-                port = server.wait_listening("ws", START_TIMEOUT).port
-            server.wait_accepting(port, LOCALHOST, START_TIMEOUT)
+                port = server.wait_listening("ws").port
+            server.wait_accepting(port, LOCALHOST)
             yield server, port
     except ServerProcessError as exc:
         raise BenchError(str(exc)) from None

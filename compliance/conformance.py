@@ -59,7 +59,6 @@ DOC = doc.MEASUREMENTS / "conformance.md"
 SUMMARY = "summary.json"
 
 VERDICTS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED", "NOT RUN")
-START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 WEBSOCKET_SERVER_VERSION = "0.6.4"
 NO_NAMESPACE = "cannot create a private network namespace"
@@ -206,7 +205,7 @@ def start(server: EchoPeer, log_path: Path) -> tuple[ServerProcess, str]:
     """Start a server and return it with its URL, read from its own log line."""
     process = ServerProcess(server.command, cwd=REPO, log_path=log_path, grace=STOP_TIMEOUT)
     try:
-        found = process.wait_listening("ws", START_TIMEOUT)
+        found = process.wait_listening("ws")
     except ServerProcessError as exc:
         process.stop()
         raise RuntimeError(f"{server.agent} did not start: {exc}") from None

@@ -10,9 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
-from chatflow.server.process import ServerProcess, ServerProcessError
+from chatflow.server.process import START_TIMEOUT, ServerProcess, ServerProcessError
 
-STARTUP_TIMEOUT = 20.0
 #: How long the server may take to stop after SIGTERM before it is killed.
 STOP_GRACE = 10.0
 #: Lines of the server's stderr that a failed start quotes.
@@ -45,10 +44,10 @@ class LocalServer:
         except ServerProcessError as exc:
             raise LocalServerError(f"the local server did not start: {exc.reason}") from None
         try:
-            port = self.process.wait_listening("ws", STARTUP_TIMEOUT).port
+            port = self.process.wait_listening("ws").port
         except ServerProcessError as exc:
             self.__exit__(None, None, None)
-            detail = "\n".join(exc.tail[-DETAIL_LINES:]).strip() or f"no sign of life within {STARTUP_TIMEOUT:.0f} s"
+            detail = "\n".join(exc.tail[-DETAIL_LINES:]).strip() or f"no sign of life within {START_TIMEOUT:.0f} s"
             raise LocalServerError(f"the local server did not start: {detail}") from None
         except BaseException:
             # Ctrl-C while waiting: the server must not outlive the client.

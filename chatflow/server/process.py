@@ -30,6 +30,8 @@ T = TypeVar("T")
 KEPT_LINES = 1000
 #: Lines of stderr an error message ends with.
 TAIL_LINES = 40
+#: How long a server may take to start listening.
+START_TIMEOUT = 20.0
 #: How long ``stop`` waits after each signal before the next.
 STOP_GRACE = 5.0
 #: How often a wait for the child to accept connections tries again.
@@ -188,7 +190,7 @@ class ServerProcess:
 
     # -- its ports
 
-    def wait_listening(self, scheme: str = "ws", timeout: float = 20.0) -> listening.Listening:
+    def wait_listening(self, scheme: str = "ws", timeout: float = START_TIMEOUT) -> listening.Listening:
         """The first listener of ``scheme`` its stderr announces (``chatflow.server.listening``)."""
         def find(line: str) -> listening.Listening | None:
             found = listening.parse(line)
@@ -205,7 +207,7 @@ class ServerProcess:
         self._check_running()
         raise self._error(f"logged no 'listening on {scheme}://HOST:PORT' line within {timeout:g} s")
 
-    def wait_accepting(self, port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> None:
+    def wait_accepting(self, port: int, host: str = "127.0.0.1", timeout: float = START_TIMEOUT) -> None:
         """Until a TCP connection to ``host:port`` is accepted (for a command told its port)."""
         deadline = time.monotonic() + timeout
         while True:
