@@ -91,25 +91,12 @@ SERVER_BENCH_ROWS = [
 
 
 def run_server_bench(messages: int, warmup: int, runs: int, timeout: float) -> list[dict]:
-    """server_bench's runs for each connection count, in its own result shape."""
+    """server_bench's runs at each connection count of the sitting."""
     args = server_bench.build_parser().parse_args([
         "--connections", ",".join(map(str, SERVER_BENCH_CONNECTIONS)), "--messages", str(messages),
         "--warmup", str(warmup), "--runs", str(runs), "--timeout", str(timeout),
     ])
-    under_test = server_bench.servers_from(args)[0]
-    results = []
-    for connections in args.connections:
-        runs_of_count = []
-        for run in range(1, runs + 1):
-            figures = server_bench.run_once(args, under_test, connections)
-            runs_of_count.append(figures)
-            print(f"server_bench: {connections} connection(s), run {run}/{runs}: "
-                  f"{figures['messages_per_second']:,.0f} msg/s, "
-                  f"server {figures['server_cpu_us_per_message']:.1f} µs/msg, "
-                  f"load average {figures['load_average_after']:.1f}", file=sys.stderr, flush=True)
-        results.append({"server": under_test.label, "connections": connections, "messages": messages,
-                        "warmup": warmup, "runs": runs_of_count, "summary": server_bench.summarise(runs_of_count)})
-    return results
+    return server_bench.measure(args, server_bench.server_from(args))
 
 
 def ratio(value: dict | None, floor: dict | None) -> float | None:

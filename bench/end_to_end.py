@@ -25,7 +25,6 @@ Results go to bench/results/end_to_end_<timestamp>.json.
 from __future__ import annotations
 
 import argparse
-import collections
 import datetime
 import json
 import os
@@ -39,9 +38,10 @@ from pathlib import Path
 
 from bench.results import RESULTS_DIR, write_results
 from bench.results import environment, format_spread, summarise
-from bench.server_bench import REPO_ROOT, BenchError, ServerProcess, start_server
+from bench.server_bench import REPO_ROOT, BenchError, server_command, server_running
 from chatflow.arguments import whole_number
 from chatflow.client.config import LoadTestConfig
+from chatflow.server.process import ServerProcess, format_tail
 
 GNU_TIME = "/usr/bin/time"
 OUTPUT_TAIL_LINES = 25
@@ -52,9 +52,6 @@ _TIME_FIGURES = {
     "system_seconds": re.compile(r"System time \(seconds\): ([\d.]+)"),
     "max_rss_kib": re.compile(r"Maximum resident set size \(kbytes\): (\d+)"),
 }
-
-
-# -- shared by the benchmarks of ``python -m bench`` --------------------------------------------
 
 
 # -- one run ------------------------------------------------------------------------------------
@@ -70,17 +67,6 @@ def client_command(server: str, messages: int, seed: int, output_dir: str) -> li
             "--output-dir", output_dir, "--seed", str(seed), "--messages", str(messages),
             "--warmup-threads", str(LoadTestConfig.warmup_threads),
             "--warmup-messages", str(warmup_per_thread(messages)), "--threads", str(LoadTestConfig.threads)]
-
-
-def memory_bytes(pid: int) -> dict[str, int]:
-    """VmHWM (the peak) and VmRSS (now) of one process."""
-    figures = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            name, _, value = line.partition(":")
-            if name in ("VmHWM", "VmRSS"):
-                figures[name] = int(value.split()[0]) * 1024
-    return figures
 
 
 def parse_gnu_time(text: str) -> dict[str, float]:
@@ -108,16 +94,13 @@ def run_client(command: list[str], timeout: float) -> tuple[int, str]:
 
 
 def tail(output: str) -> str:
-    lines = collections.deque(output.splitlines(), maxlen=OUTPUT_TAIL_LINES)
-    return "".join(f"\n  | {line}" for line in lines)
+    return format_tail(output.splitlines()[-OUTPUT_TAIL_LINES:])
 
 
 def run_once(messages: int, seed: int, timeout: float) -> dict:
     """One server process, one client process: every figure of the run."""
     load_before = os.getloadavg()[0]
-    server = start_server(None, echo=False)
-    try:
-        server_port = server.wait_until_listening()
+    with server_running(*server_command(None, echo=False)) as (server, server_port):
         with tempfile.TemporaryDirectory(prefix="chatflow-end-to-end-") as scratch:
             scratch_dir = Path(scratch)
             command = client_command(f"127.0.0.1:{server_port}", messages, seed, scratch)
@@ -126,11 +109,11 @@ def run_once(messages: int, seed: int, timeout: float) -> dict:
                 command = [GNU_TIME, "-v", "-o", str(time_file), *command]
             cpu_before = server.cpu_seconds()
             status, output = run_client(command, timeout)
-            if server.process.poll() is not None:
-                raise BenchError(f"the server exited during the run, status {server.process.returncode}"
+            if server.returncode is not None:
+                raise BenchError(f"the server exited during the run, status {server.returncode}"
                                  f"{server.stderr_tail()}{tail(output)}")
             cpu_after = server.cpu_seconds()
-            memory = memory_bytes(server.process.pid)
+            memory = {"VmHWM": server.peak_rss_bytes(), "VmRSS": server.rss_bytes()}
             if status != 0:
                 raise BenchError(f"the client exited with status {status}{tail(output)}{server.stderr_tail()}")
             reports = list(scratch_dir.glob("*_report.json"))
@@ -142,8 +125,6 @@ def run_once(messages: int, seed: int, timeout: float) -> dict:
             "load_average_before": load_before,
             "load_average_after": os.getloadavg()[0],
         }
-    finally:
-        server.stop()
 
 
 def figures_of(report: dict, messages: int, cpu_before: tuple[float, float], cpu_after: tuple[float, float],

@@ -29,11 +29,9 @@ run with the defaults, the page docs/measurements/soak.md (``--doc PATH`` for an
 from __future__ import annotations
 
 import argparse
-import base64
 import collections
 import datetime
 import errno
-import hashlib
 import heapq
 import json
 import os
@@ -47,25 +45,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.server_bench import (
-    HOST,
+import psutil
+
+from bench import doc
+from bench.doc import number, text_table
+from bench.results import RESULTS_DIR, environment, write_results
+from bench.server_bench import ROOMS, BenchError, server_command, server_running
+from chatflow.arguments import seconds, whole_number
+from chatflow.server.process import ServerProcess
+from tests.support.frames import (
+    MAX_RESPONSE_HEAD,
     OPCODE_CLOSE,
     OPCODE_PING,
     OPCODE_PONG,
     OPCODE_TEXT,
-    ROOMS,
-    SUCCESS_TAIL,
-    WEBSOCKET_GUID,
-    BenchError,
-    ServerProcess,
-    chat_message,
-    masked_frame,
-    start_server,
+    FrameError,
+    check_response,
+    client_frame,
+    handshake_request,
+    new_key,
+    parse_frame,
 )
-from bench import doc
-from bench.doc import number, text_table
-from bench.results import RESULTS_DIR, environment, write_results
-from chatflow.arguments import seconds, whole_number
+from tests.support.messages import SUCCESS_TAIL, sized_chat_message
+from tests.support.network import LOCALHOST
 
 RECV_SIZE = 64 * 1024
 #: How long the server may take to give back its descriptors after a phase.
@@ -96,17 +98,10 @@ class ServerFigures:
 
 
 def read_figures(server: ServerProcess, started: float) -> ServerFigures:
-    pid = server.process.pid
-    rss = threads = 0
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) * 1024
-            elif line.startswith("Threads:"):
-                threads = int(line.split()[1])
+    process = psutil.Process(server.pid)
     user, system = server.cpu_seconds()
-    return ServerFigures(round(time.monotonic() - started, 2), rss, threads, len(os.listdir(f"/proc/{pid}/fd")),
-                         user + system)
+    return ServerFigures(round(time.monotonic() - started, 2), server.rss_bytes(), process.num_threads(),
+                         process.num_fds(), user + system)
 
 
 def settle(server: ServerProcess, idle_fds: int, started: float) -> ServerFigures:
@@ -175,9 +170,9 @@ class Connection:
         self.index = index
         self.path = f"/chat/{index % ROOMS + 1}"
         self.user_id = user_id
-        self.frame = masked_frame(OPCODE_TEXT, chat_message(user_id))
+        self.frame = client_frame(OPCODE_TEXT, sized_chat_message(user_id))
         self.reply_head = b'{"userId":%d,' % user_id
-        self.key = base64.b64encode(os.urandom(16))
+        self.key = new_key()
         self.state = CONNECTING
         self.inbuf = bytearray()
         self.outbuf = bytearray()
@@ -185,7 +180,7 @@ class Connection:
         self.close_received = False
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setblocking(False)
-        result = self.sock.connect_ex((HOST, generator.port))
+        result = self.sock.connect_ex((LOCALHOST, generator.port))
         self.events = selectors.EVENT_WRITE
         generator.selector.register(self.sock, self.events, self)
         if result not in (0, errno.EINPROGRESS):
@@ -200,7 +195,7 @@ class Connection:
 
     def start_close(self) -> None:
         self.state = CLOSING
-        self.write(masked_frame(OPCODE_CLOSE, CLOSE_NORMAL))
+        self.write(client_frame(OPCODE_CLOSE, CLOSE_NORMAL))
 
     # -- the selector's calls
 
@@ -212,11 +207,7 @@ class Connection:
                 return
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.state = HANDSHAKING
-            self.write(
-                f"GET {self.path} HTTP/1.1\r\nHost: {HOST}:{self.generator.port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {self.key.decode()}\r\n"
-                f"Sec-WebSocket-Version: 13\r\n\r\n".encode()
-            )
+            self.write(handshake_request(self.path, f"{LOCALHOST}:{self.generator.port}", self.key))
         else:
             self.flush()
 
@@ -263,19 +254,15 @@ class Connection:
     def read_handshake(self) -> bool:
         end = self.inbuf.find(b"\r\n\r\n")
         if end < 0:
-            if len(self.inbuf) > 16 * 1024:
+            if len(self.inbuf) > MAX_RESPONSE_HEAD:
                 self.fail("handshake response too long")
             return False
-        head = bytes(self.inbuf[:end]).decode("latin-1")
+        head = bytes(self.inbuf[:end])
         del self.inbuf[: end + 4]
-        status, *lines = head.split("\r\n")
-        if not status.startswith("HTTP/1.1 101"):
-            self.fail(f"handshake refused: {status}")
-            return False
-        headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
-        expected = base64.b64encode(hashlib.sha1(self.key + WEBSOCKET_GUID).digest()).decode()
-        if headers.get("sec-websocket-accept") != expected:
-            self.fail("wrong Sec-WebSocket-Accept")
+        try:
+            check_response(head, self.key)
+        except FrameError as exc:
+            self.fail(str(exc))
             return False
         self.state = OPEN
         self.generator.tally.opened += 1
@@ -284,25 +271,20 @@ class Connection:
 
     def read_frames(self) -> None:
         buffer = self.inbuf
-        while len(buffer) >= 2 and self.state in (OPEN, CLOSING):
-            first, length, start = buffer[0], buffer[1] & 0x7F, 2
-            if length == 126:
-                if len(buffer) < 4:
-                    return
-                length, start = int.from_bytes(buffer[2:4], "big"), 4
-            elif length == 127:
-                if len(buffer) < 10:
-                    return
-                length, start = int.from_bytes(buffer[2:10], "big"), 10
-            if len(buffer) < start + length:
+        while self.state in (OPEN, CLOSING):
+            try:
+                frame = parse_frame(buffer)
+            except FrameError as exc:
+                self.fail(str(exc))
                 return
-            payload = bytes(buffer[start : start + length])
-            del buffer[: start + length]
-            opcode = first & 0x0F
+            if frame is None:
+                return
+            opcode, payload, end = frame
+            del buffer[:end]
             if opcode == OPCODE_TEXT:
                 self.on_reply(payload)
             elif opcode == OPCODE_PING:
-                self.write(masked_frame(OPCODE_PONG, payload[:PONG_FRAME_LIMIT]))
+                self.write(client_frame(OPCODE_PONG, payload[:PONG_FRAME_LIMIT]))
             elif opcode == OPCODE_CLOSE:
                 code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
                 if self.state != CLOSING:
@@ -695,9 +677,7 @@ def run(args: argparse.Namespace) -> dict:
         raise BenchError(f"RLIMIT_NOFILE is {fd_limit[0]} (hard limit {fd_limit[1]}); "
                          f"{args.connections} connections need about {needed}")
     started_at = datetime.datetime.now(datetime.timezone.utc)
-    server = start_server(None, echo=False)
-    try:
-        port = server.wait_until_listening()
+    with server_running(*server_command(None, echo=False)) as (server, port):
         started = time.monotonic()
         idle = idle_figures(server, started)
         generator = LoadGenerator(server, port, started, args.sample_interval)
@@ -707,8 +687,6 @@ def run(args: argparse.Namespace) -> dict:
         print(f"churn: {args.churn} cycles, {args.churn_parallel} at a time", file=sys.stderr, flush=True)
         churn = run_churn(generator, args)
         after_churn = settle(server, idle.fds, started)
-    finally:
-        server.stop()
     hold_samples.append(after_hold)
     hold_peak = {name: max(getattr(sample, name) for sample in hold_samples) for name in ("rss_bytes", "threads", "fds")}
     return {

@@ -21,20 +21,19 @@ import datetime
 import os
 import selectors
 import socket
-import struct
 import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.results import RESULTS_DIR, environment, format_spread, summarise, write_results
-from bench.server_bench import (HOST, MESSAGE_SIZE, BenchError, ServerProcess, Window, chat_message, free_port,
-                                 run_workers)
-from chatflow.client.plan import split
+from bench.server_bench import REPLY_TIMEOUT, BenchError, Window, connect, run_workers, server_running
 from chatflow.arguments import port, whole_number
+from chatflow.client.plan import split
+from tests.support.messages import MESSAGE_SIZE, sized_chat_message
+from tests.support.network import LOCALHOST, free_port
 
 RECV_SIZE = 64 * 1024
-REPLY_TIMEOUT = 10.0
 LISTEN_BACKLOG = 1024
 
 
@@ -110,12 +109,12 @@ class EchoConnection:
 
 def serve(listen_port: int) -> None:
     """Echo whole messages on 127.0.0.1 until interrupted; the calling thread is the selector thread."""
-    listener = socket.create_server((HOST, listen_port), backlog=LISTEN_BACKLOG)
+    listener = socket.create_server((LOCALHOST, listen_port), backlog=LISTEN_BACKLOG)
     listener.setblocking(False)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, None)
     buffer = memoryview(bytearray(RECV_SIZE))
-    print(f"echo server listening on tcp://{HOST}:{listener.getsockname()[1]}", file=sys.stderr, flush=True)
+    print(f"echo server listening on tcp://{LOCALHOST}:{listener.getsockname()[1]}", file=sys.stderr, flush=True)
     while True:
         for key, mask in selector.select():
             conn = key.data
@@ -140,21 +139,6 @@ def accept_all(listener: socket.socket, selector: selectors.BaseSelector) -> Non
 
 
 # -- the client side (this process) ------------------------------------------------------------
-
-
-def connect(server_port: int) -> socket.socket:
-    """Blocking, with kernel timeouts: a Python-level timeout would poll() before every call."""
-    sock = socket.create_connection((HOST, server_port), timeout=REPLY_TIMEOUT)
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(None)
-        kernel_timeout = struct.pack("ll", int(REPLY_TIMEOUT), 0)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, kernel_timeout)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, kernel_timeout)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def exchange(sock: socket.socket, message: bytes, count: int) -> None:
@@ -189,7 +173,7 @@ class Sender:
     def run(self, server_port: int, ready: threading.Barrier, done: threading.Barrier, barrier_timeout: float) -> None:
         sock = None
         try:
-            message = chat_message(self.index + 1)
+            message = sized_chat_message(self.index + 1)
             sock = connect(server_port)
             exchange(sock, message, self.warmup)
             ready.wait(barrier_timeout)
@@ -207,18 +191,12 @@ class Sender:
                 sock.close()
 
 
-def start_echo_server() -> ServerProcess:
-    server_port = free_port()
-    command = [sys.executable, "-m", "bench.tcp_floor", "--serve", str(server_port)]
-    return ServerProcess(command, server_port)
-
-
 def run_once(threads: int, messages: int, warmup: int, timeout: float) -> dict:
     """One echo server process, one load: the figures of the measured window."""
     load_before = os.getloadavg()[0]
-    server = start_echo_server()
-    try:
-        server_port = server.wait_until_listening()
+    server_port = free_port()
+    command = [sys.executable, "-m", "bench.tcp_floor", "--serve", str(server_port)]
+    with server_running(command, server_port) as (server, _):
         window = Window()
         ready, done = window.barriers(server, threads)
         warmups = [max(1, share) for share in split(warmup, threads)]
@@ -247,8 +225,6 @@ def run_once(threads: int, messages: int, warmup: int, timeout: float) -> dict:
             "load_average_before": load_before,
             "load_average_after": os.getloadavg()[0],
         }
-    finally:
-        server.stop()
 
 
 def measure(threads: int, messages: int, warmup: int, runs: int, timeout: float) -> dict:

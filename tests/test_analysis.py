@@ -22,7 +22,7 @@ from chatflow.analysis.performance_analyzer import AnalysisError, AnalysisResult
 from chatflow.analysis.report import write_report
 from chatflow.analysis.throughput_visualizer import ThroughputVisualizer
 from chatflow.metrics import CSV_HEADER, JAVA_COLUMNS
-from conftest import REPO_ROOT
+from tests.support.processes import REPO_ROOT
 
 HEADER = "timestamp,messageType,latency,statusCode,roomId,final"
 JAVA_HEADER = "timestamp,messageType,latency,statusCode,roomId"

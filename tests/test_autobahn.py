@@ -5,12 +5,12 @@ the chat server's own transport with the chat handler swapped for an echo, so wh
 suite judges here (framing, fragmentation, UTF-8, closing handshake) is what every chat
 client meets.
 
-The client: the suite's fuzzing server against ``bench/autobahn_echo_client.py``, an echo
+The client: the suite's fuzzing server against ``compliance/autobahn_echo_client.py``, an echo
 on ``ChatWebSocketClient`` with exactly the load runs' settings, so what is judged is the
 connection every sender thread uses.
 
 The full sets, with the 9.* limit cases and a comparison with other servers, are
-``python -m bench.conformance`` (docs/conformance.md).
+``python -m compliance.conformance`` (docs/conformance.md).
 
 Deselect with ``-m "not autobahn"``. Skipped only where the machine has no Python 2.7 for
 wstest (the tool's setup.sh exits 3) and, for the client, where no private network
@@ -23,13 +23,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from chatflow.server import listening
+from tests.support.processes import ListeningServer, server_process
 
 REPO = Path(__file__).resolve().parents[1]
 #: The tool's folder: $CHATFLOW_AUTOBAHN, or ../shared/tools/autobahn beside the repository.
@@ -38,7 +37,6 @@ TOOL_VARIABLE = "CHATFLOW_AUTOBAHN"
 TOOL = Path(os.environ.get(TOOL_VARIABLE) or REPO.parent / "shared" / "tools" / "autobahn")
 
 QUICK_CASES = 247
-START_TIMEOUT = 15.0
 NO_NAMESPACE = "cannot create a private network namespace"
 
 #: Verdicts that conform to RFC 6455 (NON-STRICT and INFORMATIONAL: the RFC allows it).
@@ -64,36 +62,12 @@ def wstest() -> None:
     assert setup.returncode == 0, setup.stderr[-3000:]
 
 
-def listening_port(server: subprocess.Popen, log_path: Path) -> int:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        for line in log_path.read_text(errors="replace").splitlines():
-            found = listening.parse(line)
-            if found is not None and found.scheme == "ws":
-                return found.port
-        assert server.poll() is None, f"echo server exited:\n{log_path.read_text()}"
-        time.sleep(0.05)
-    raise AssertionError(f"echo server not listening after {START_TIMEOUT} s:\n{log_path.read_text()}")
-
-
 @pytest.fixture
-def echo_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen, Path]]:
-    """``run_server.py --echo`` on free ports; its URL is read from its own listening line."""
+def echo_server(tmp_path: Path) -> Iterator[tuple[str, ListeningServer, Path]]:
+    """``run_server.py --echo`` on free ports, its whole log kept in a file."""
     log_path = tmp_path / "server.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "run_server.py", "--echo", "--host", "127.0.0.1", "--port", "0", "--health-port", "0"],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=log,
-        )
-    try:
-        yield f"ws://127.0.0.1:{listening_port(server, log_path)}/", server, log_path
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+    with server_process("--echo", log_path=log_path) as server:
+        yield f"{server.url}/", server, log_path
 
 
 def verdicts_of(reports: Path, agent: str, output: str) -> dict[str, str]:
@@ -122,7 +96,7 @@ def test_echo_endpoint_conforms_to_rfc6455_quick_set(wstest, echo_server, tmp_pa
     failed = {case for case, verdict in verdicts.items() if verdict not in CONFORMANT}
     assert failed <= KNOWN_LIBRARY_FAILURES.keys(), f"unexpected failures {sorted(failed - KNOWN_LIBRARY_FAILURES.keys())}\n{output}"
 
-    assert server.poll() is None, "the echo server died during the suite:\n" + log_path.read_text()[-3000:]
+    assert server.process.returncode is None, "the echo server died during the suite:\n" + log_path.read_text()[-3000:]
     errors = [line for line in log_path.read_text().splitlines() if " ERROR " in line or "Traceback" in line]
     assert errors == [], "\n".join(errors)
 
@@ -134,7 +108,7 @@ def test_load_client_connection_conforms_to_rfc6455_quick_set(wstest, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
     run = subprocess.run(
         [str(TOOL / "run_fuzzingserver.sh"), "chatflow-client", "--quick", "--out", str(reports),
-         "--", sys.executable, "-m", "bench.autobahn_echo_client"],
+         "--", sys.executable, "-m", "compliance.autobahn_echo_client"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=540,
     )
     if run.returncode == 2 and NO_NAMESPACE in run.stderr:

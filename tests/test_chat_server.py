@@ -19,24 +19,12 @@ from websocket import ABNF
 from chatflow.server.config import KiB, ServerLimits
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
 from chatflow.timestamps import format_instant, now_ms
-from conftest import (
-    DEFAULT_TIMEOUT,
-    ERROR_KEYS,
-    LOCALHOST,
-    SUCCESS_KEYS,
-    WIRE_INSTANT,
-    RunningServer,
-    chat_handler,
-    chat_message_json,
-    close,
-    connect,
-    connected,
-    raw_handshake,
-    receive_close,
-    round_trip,
-    serving,
-    wait_until,
-)
+from tests.support.clients import close, connect, connected, receive_close, round_trip
+from tests.support.frames import raw_handshake
+from tests.support.messages import ERROR_KEYS, SUCCESS_KEYS, WIRE_INSTANT, chat_message_json
+from tests.support.network import LOCALHOST
+from tests.support.servers import RunningServer, chat_handler, serving
+from tests.support.waiting import DEFAULT_TIMEOUT, wait_until
 
 INVALID_ENDPOINT = "Invalid endpoint. Use /chat/{roomId} where roomId is 1-20"
 INVALID_ROOM = "Invalid room number. Room must be between 1 and 20"

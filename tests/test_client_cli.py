@@ -8,13 +8,14 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-from conftest import (REPO_ROOT, RUN_CLIENT, SUMMARY_LABELS, StderrLines, assert_no_traceback, figure, free_port,
-                      run_client)
+from chatflow.server.process import OutputLines
+from tests.support.client_runs import SUMMARY_LABELS, assert_no_traceback, figure
+from tests.support.network import free_port
+from tests.support.processes import REPO_ROOT, RUN_CLIENT, run_client
 
 def test_unreachable_server_is_a_clear_failure(tmp_path: Path) -> None:
     closed = free_port()
@@ -88,21 +89,18 @@ def test_ctrl_c_stops_the_run_counted_with_status_130(tmp_path: Path) -> None:
         # terminal's Ctrl-C would.
         start_new_session=True,
     )
-    stdout, stderr = StderrLines(), StderrLines()
-    readers = [threading.Thread(target=lines.follow, args=(stream,), daemon=True)
-               for lines, stream in ((stdout, process.stdout), (stderr, process.stderr))]
-    for reader in readers:
-        reader.start()
+    stdout = OutputLines(process.stdout, name="client-stdout")
+    stderr = OutputLines(process.stderr, name="client-stderr")
     try:
-        stderr.wait_for(re.compile(r"^progress: [\d,]+/").search, 30, "progress line")
+        assert stderr.wait_for(re.compile(r"^progress: [\d,]+/").search, 30), f"no progress line in:\n{stderr.text}"
         os.killpg(process.pid, signal.SIGINT)
         returncode = process.wait(15)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(5)
-        for reader in readers:
-            reader.join(5)
+        for lines in (stdout, stderr):
+            lines.join(5)
     out = stdout.text
     assert returncode == 130, out + stderr.text
     assert_no_traceback(out + stderr.text)

@@ -8,6 +8,7 @@ Each run is small and uses a short reply timeout, so the whole file stays quick.
 
 from __future__ import annotations
 
+import signal
 from contextlib import ExitStack
 
 import pytest
@@ -18,8 +19,11 @@ from chatflow.client.results import RunResult
 from chatflow.client.run import LoadTest
 from chatflow.client.summary import verdict
 from chatflow.metrics import Status
-from conftest import BackgroundRun, free_port, server_process, wait_until
-from misbehaving_servers import Action, Received, Script, ScriptedServer
+from tests.support.client_runs import BackgroundRun
+from tests.support.network import free_port
+from tests.support.processes import server_process
+from tests.support.scripted_server import Action, Received, Script, ScriptedServer
+from tests.support.waiting import wait_until
 
 #: Short, to keep the file quick; long enough that a loaded machine does not time out
 #: the replies the script sends at once (the scripted server shares this process).
@@ -196,7 +200,7 @@ def test_server_killed_and_restarted_mid_run_every_message_counted() -> None:
         test = LoadTest(config)
         with BackgroundRun(test) as run:
             wait_until(lambda: test.progress()[0] >= 1_000, timeout=30, message="the run is under way")
-            first.process.kill()
+            first.process.send_signal(signal.SIGKILL)
             first.process.wait(5)
             done_at_kill = test.progress()[0]
             second = servers.enter_context(server_process("--port", str(port)))

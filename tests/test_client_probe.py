@@ -19,8 +19,8 @@ from chatflow.client.message_generator import OutgoingMessage, random_message
 from chatflow.client.message_sender import MessageSender
 from chatflow.client.probe import WARM_UP_ROUND_TRIPS, ServerUnreachable, probe_round_trip
 from chatflow.metrics import Status
-from conftest import wait_until
-from misbehaving_servers import Action, Script, ScriptedServer
+from tests.support.scripted_server import Action, Script, ScriptedServer
+from tests.support.waiting import wait_until
 
 TIMEOUT_S = 0.5
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff=0.01)

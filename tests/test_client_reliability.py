@@ -37,9 +37,11 @@ from chatflow.client.summary import format_summary
 from chatflow.metrics import Status
 from chatflow.models import ChatMessage, MessageType
 from chatflow.timestamps import now_ms
-from fault_proxy import Fault, FaultProxy, FaultRates, Link, Message
-from conftest import (REPO_ROOT, RUN_CLIENT, SUMMARY_LABELS, BackgroundRun, assert_no_traceback, figure, free_port,
-                      run_client, server_process, wait_until)
+from tests.support.client_runs import SUMMARY_LABELS, BackgroundRun, assert_no_traceback, figure
+from tests.support.fault_proxy import Fault, FaultProxy, FaultRates, Link, Message
+from tests.support.network import free_port
+from tests.support.processes import REPO_ROOT, RUN_CLIENT, run_client, server_process
+from tests.support.waiting import wait_until
 
 #: Statuses a lost message may end with when the network, not the server, failed it.
 NETWORK_FAILURES = {Status.TIMEOUT, Status.CONNECTION_CLOSED, Status.CONNECTION_FAILED}
@@ -95,7 +97,7 @@ def test_server_sigterm_mid_run_closes_with_1001_and_the_run_finishes_after_a_re
             done_at_close = test.progress()[0]
             # At once, as the senders do: the server waits for the end of the stream.
             observer.close()
-            assert first.wait(10) == 0
+            assert first.process.wait(10) == 0
             exited_at = time.monotonic()
             second = stack.enter_context(server_process("--port", str(port)))
             listening_at = time.monotonic()

@@ -17,8 +17,9 @@ from chatflow.client.results import RunResult
 from chatflow.client.run import LoadTest
 from chatflow.client.summary import format_summary, verdict
 from chatflow.metrics import Status
-from conftest import BackgroundRun, chat_handler, serving, wait_until
-from misbehaving_servers import RecordingChatHandler
+from tests.support.client_runs import BackgroundRun
+from tests.support.servers import RecordingChatHandler, chat_handler, serving
+from tests.support.waiting import wait_until
 
 WIRE_KEYS = ["userId", "username", "message", "timestamp", "messageType"]
 WIRE_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from chatflow.server.health_check_server import HealthCheckServer
-from conftest import DEFAULT_TIMEOUT, LOCALHOST, SERVER_DEFAULTS
+from tests.support.network import LOCALHOST
+from tests.support.servers import SERVER_DEFAULTS
+from tests.support.waiting import DEFAULT_TIMEOUT
 
 
 @pytest.fixture(scope="module")

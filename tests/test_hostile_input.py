@@ -5,8 +5,8 @@ and each limit set through its run_server.py option (docs/reliability.md).
 Most tests run with a well-behaved bystander connected to the same server, which must
 still get its replies afterwards, and end by checking that what the hostile client held
 is given back: its socket on the server, and this process's threads and file
-descriptors. Frames are built and masked by hand here, so that they can be wrong in
-ways no WebSocket library would send.
+descriptors. Frames are built and masked by hand (``tests.support.frames``), so that
+they can be wrong in ways no WebSocket library would send.
 """
 
 from __future__ import annotations
@@ -16,15 +16,12 @@ import errno
 import gc
 import os
 import re
-import resource
 import select
 import selectors
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 import websocket
@@ -35,135 +32,28 @@ from chatflow.server.health_check_server import HealthCheckServer
 from chatflow.server.main import build_parser, config_from, limits_from
 from chatflow.server.transport import Connection, WebSocketServer
 from chatflow.server.transport.loop import RECV_SIZE
-from conftest import (
-    DEFAULT_TIMEOUT,
-    LOCALHOST,
-    REPO_ROOT,
-    STARTUP_TIMEOUT,
-    SERVER_DEFAULTS,
-    RunningServer,
-    chat_handler,
-    StderrLines,
-    chat_message_json,
-    connect,
-    connected,
+from tests.support.clients import connect, connected, receive_close, round_trip
+from tests.support.frames import (
+    OPCODE_CLOSE,
+    OPCODE_CONT,
+    OPCODE_PING,
+    OPCODE_PONG,
+    OPCODE_TEXT,
+    FrameReader,
+    client_frame,
+    handshake_request,
     raw_handshake,
-    receive_close,
-    round_trip,
-    server_command,
-    server_process,
-    serving,
-    traced_memory,
-    wait_until,
 )
+from tests.support.memory import traced_memory
+from tests.support.messages import chat_message_json
+from tests.support.network import LOCALHOST, MAX_READ, read_to_end, recv_exactly
+from tests.support.processes import server_process
+from tests.support.servers import SERVER_DEFAULTS, RunningServer, chat_handler, serving
+from tests.support.waiting import DEFAULT_TIMEOUT, wait_until
 
-OPCODE_CONT, OPCODE_TEXT, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG = 0x0, 0x1, 0x8, 0x9, 0xA
 #: Short, so that the slow-client tests are quick; the bystander is never that slow.
 HANDSHAKE_TIMEOUT = 1.0
 WRITE_TIMEOUT = 2.0
-#: More than any response or run of frames these tests expect from the server.
-MAX_READ = 256 * KiB
-SAMPLE_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
-
-
-# -- frames, by hand -----------------------------------------------------------------------
-
-
-def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0, masked: bool = True,
-                 announced_length: int | None = None) -> bytes:
-    """One client frame (RFC 6455 §5.2); every field can be set wrong on purpose.
-
-    ``announced_length`` puts another length in the header than the payload's.
-    """
-    length = len(payload) if announced_length is None else announced_length
-    header = bytearray([(0x80 if fin else 0) | rsv << 4 | opcode])
-    mask_bit = 0x80 if masked else 0
-    if length < 126:
-        header.append(mask_bit | length)
-    elif length < 1 << 16:
-        header += bytes([mask_bit | 126]) + length.to_bytes(2, "big")
-    else:
-        header += bytes([mask_bit | 127]) + length.to_bytes(8, "big")
-    if not masked:
-        return bytes(header) + payload
-    key = os.urandom(4)
-    repeated = (key * (len(payload) // 4 + 1))[: len(payload)]
-    masked_payload = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(len(payload), "big")
-    return bytes(header) + key + masked_payload
-
-
-class ServerFrames:
-    """Reads the server's (unmasked) frames off a raw socket, and its end."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = bytearray()
-
-    def _fill(self, size: int) -> None:
-        while len(self.buffer) < size:
-            chunk = self.sock.recv(RECV_SIZE)
-            if not chunk:
-                raise AssertionError(f"connection ended inside a frame: {bytes(self.buffer[:64])!r}")
-            self.buffer += chunk
-
-    def next(self) -> tuple[int, bytes]:
-        """The next frame's opcode and payload."""
-        self._fill(2)
-        first, second = self.buffer[0], self.buffer[1]
-        assert not second & 0x80, "the server masked a frame"
-        assert first & 0x80, "the server fragmented a frame"
-        length, start = second & 0x7F, 2
-        if length == 126:
-            self._fill(4)
-            length, start = int.from_bytes(self.buffer[2:4], "big"), 4
-        elif length == 127:
-            self._fill(10)
-            length, start = int.from_bytes(self.buffer[2:10], "big"), 10
-        assert length <= MAX_READ, f"a frame of {length} bytes"
-        self._fill(start + length)
-        payload = bytes(self.buffer[start : start + length])
-        del self.buffer[: start + length]
-        return first & 0x0F, payload
-
-    def close_code(self, max_frames: int = 100) -> int:
-        """Skip to the server's close frame; its code."""
-        for _ in range(max_frames):
-            opcode, payload = self.next()
-            if opcode == OPCODE_CLOSE:
-                return int.from_bytes(payload[:2], "big")
-        raise AssertionError(f"no close frame among {max_frames} frames")
-
-    def ends(self) -> bool:
-        """True once the server has ended the TCP stream (EOF or reset), after nothing more."""
-        try:
-            rest = self.sock.recv(MAX_READ)
-        except ConnectionResetError:
-            return True
-        assert rest == b"", f"more after the end: {rest[:64]!r}"
-        return True
-
-
-def recv_exactly(sock: socket.socket, size: int) -> bytes:
-    """``size`` bytes from the server, read in large chunks (each bounded by the socket's timeout)."""
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(min(RECV_SIZE, size - len(data)))
-        if not chunk:
-            raise AssertionError(f"connection ended after {len(data)} of {size} bytes")
-        data += chunk
-    return bytes(data)
-
-
-def read_to_end(sock: socket.socket) -> bytes:
-    """Everything the server sends until it ends the stream (EOF, or a reset)."""
-    data = bytearray()
-    try:
-        while chunk := sock.recv(RECV_SIZE):
-            data += chunk
-            assert len(data) <= MAX_READ, "the server does not stop sending"
-    except ConnectionResetError:
-        pass
-    return bytes(data)
 
 
 # -- what a hostile client holds, and what it must give back -------------------------------
@@ -226,26 +116,17 @@ def arena() -> Iterator[Arena]:
 # -- the opening handshake -------------------------------------------------------------------
 
 
-def handshake_request(key: str | None = SAMPLE_KEY, version: str | None = "13", extra: str = "") -> bytes:
-    lines = ["GET /chat/2 HTTP/1.1", f"Host: {LOCALHOST}", "Upgrade: websocket", "Connection: Upgrade"]
-    if key is not None:
-        lines.append(f"Sec-WebSocket-Key: {key}")
-    if version is not None:
-        lines.append(f"Sec-WebSocket-Version: {version}")
-    return ("\r\n".join(lines) + "\r\n" + extra + "\r\n").encode()
-
-
 HANDSHAKE_GARBAGE = {
     # A TLS ClientHello's first bytes, then every byte value: not a request line at all.
     "non-HTTP bytes": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)) * 4, False, None),
     "request line then EOF": (b"GET /chat/2 HTTP/1.1\r\n", True, None),
-    "no Sec-WebSocket-Key": (handshake_request(key=None), False, 400),
-    "key of 5 bytes": (handshake_request(key="c2hvcnQ="), False, 400),
-    "key not base64": (handshake_request(key="not base64 at all!"), False, 400),
-    "Sec-WebSocket-Version 12": (handshake_request(version="12"), False, 426),
-    "one header of 100 KB": (handshake_request(extra=f"X-Filler: {'a' * 100_000}\r\n"), False, 431),
-    "100 KB of headers": (handshake_request(extra="".join(f"X-Filler-{n}: {'a' * 800}\r\n" for n in range(125))),
-                          False, 431),
+    "no Sec-WebSocket-Key": (handshake_request("/chat/2", key=None), False, 400),
+    "key of 5 bytes": (handshake_request("/chat/2", key="c2hvcnQ="), False, 400),
+    "key not base64": (handshake_request("/chat/2", key="not base64 at all!"), False, 400),
+    "Sec-WebSocket-Version 12": (handshake_request("/chat/2", version="12"), False, 426),
+    "one header of 100 KB": (handshake_request("/chat/2", extra=f"X-Filler: {'a' * 100_000}\r\n"), False, 431),
+    "100 KB of headers": (
+        handshake_request("/chat/2", extra="".join(f"X-Filler-{n}: {'a' * 800}\r\n" for n in range(125))), False, 431),
 }
 
 
@@ -272,7 +153,7 @@ def test_garbage_handshake_is_refused_and_released(arena: Arena, request_bytes: 
 
 def test_slowloris_handshake_is_dropped_at_the_handshake_timeout(arena: Arena) -> None:
     """A client that keeps sending, a byte at a time, still gets only the handshake timeout."""
-    request = handshake_request()
+    request = handshake_request("/chat/2")
     started = time.monotonic()
     dropped = False
     with socket.create_connection((LOCALHOST, arena.port), timeout=DEFAULT_TIMEOUT) as sock:
@@ -322,7 +203,7 @@ BAD_FRAMES = {
 def test_bad_frame_closes_with_its_code_and_is_released(arena: Arena, frames: bytes, code: int) -> None:
     with raw_handshake(arena.port, "/chat/2") as sock:
         sock.sendall(frames)
-        reader = ServerFrames(sock)
+        reader = FrameReader(sock)
         assert reader.close_code() == code
         assert reader.ends()
     arena.assert_recovered()
@@ -336,7 +217,7 @@ def test_fragments_with_a_ping_between_are_one_message_with_one_reply(arena: Are
                      + client_frame(OPCODE_CONT, text[20:40], fin=False)
                      + client_frame(OPCODE_CONT, text[40:], fin=True)
                      + client_frame(OPCODE_TEXT, chat_message_json(userId=2).encode()))
-        reader = ServerFrames(sock)
+        reader = FrameReader(sock)
         assert reader.next() == (OPCODE_PONG, b"between")
         opcode, reply = reader.next()
         assert opcode == OPCODE_TEXT
@@ -354,7 +235,7 @@ def test_ping_flood_gets_every_pong_in_order_and_the_connection_still_chats(aren
     pings = 1000
     with raw_handshake(arena.port, "/chat/2") as sock:
         sock.sendall(b"".join(client_frame(OPCODE_PING, n.to_bytes(2, "big")) for n in range(pings)))
-        reader = ServerFrames(sock)
+        reader = FrameReader(sock)
         for n in range(pings):
             assert reader.next() == (OPCODE_PONG, n.to_bytes(2, "big"))
         sock.sendall(client_frame(OPCODE_TEXT, chat_message_json(userId=3).encode()))
@@ -417,7 +298,7 @@ def test_frames_behind_a_refused_handshake_reach_no_handler() -> None:
 
     with serving(Recording(max_rooms=SERVER_DEFAULTS.max_rooms), ServerLimits(max_connections=0)) as running:
         with socket.create_connection((LOCALHOST, running.port), timeout=DEFAULT_TIMEOUT) as sock:
-            sock.sendall(handshake_request() + client_frame(OPCODE_TEXT, chat_message_json().encode()))
+            sock.sendall(handshake_request("/chat/2") + client_frame(OPCODE_TEXT, chat_message_json().encode()))
             response = read_to_end(sock)
     assert response.startswith(b"HTTP/1.1 503 ")
     assert b'"status"' not in response
@@ -434,7 +315,7 @@ def test_stream_of_empty_fragments_holds_no_memory_and_the_message_still_complet
     text = chat_message_json(message="after many empty fragments").encode()
     empties = 100_000
     with raw_handshake(arena.port, "/chat/2") as sock:
-        reader = ServerFrames(sock)
+        reader = FrameReader(sock)
         sock.sendall(client_frame(OPCODE_TEXT, text[:10], fin=False))
         sock.sendall(client_frame(OPCODE_CONT, fin=False) * empties)
         # The pong says the server has read every fragment before it.
@@ -520,38 +401,14 @@ def test_client_that_stops_reading_is_bounded_then_dropped_while_others_are_serv
 # -- out of file descriptors ---------------------------------------------------------------------------
 
 
-@contextmanager
-def server_with_fd_limit(limit: int, *args: str) -> Iterator[tuple[subprocess.Popen, StderrLines, int]]:
-    """``run_server.py`` on free ports with RLIMIT_NOFILE set to ``limit``, and its chat port."""
-
-    def lower_fd_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
-
-    process = subprocess.Popen(
-        server_command("--host", LOCALHOST, "--port", "0", "--health-port", "0", *args),
-        cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lower_fd_limit,
-    )
-    stderr = StderrLines()
-    reader = threading.Thread(target=stderr.follow, args=(process.stderr,), name="server-stderr", daemon=True)
-    reader.start()
-    try:
-        port = stderr.wait_for_port("ws", STARTUP_TIMEOUT)
-        yield process, stderr, port
-    finally:
-        process.kill()
-        process.wait(DEFAULT_TIMEOUT)
-        reader.join(DEFAULT_TIMEOUT)
-        process.stderr.close()
-
-
 def test_out_of_file_descriptors_waits_for_them_without_spinning_and_keeps_serving() -> None:
     """More clients than the process has descriptors for: the open connections are
     served, the rest wait in the backlog until descriptors free up, and the server
     does not retry accept() in a tight loop (which logged a warning per try)."""
     fd_limit, strays = 32, 60
-    with server_with_fd_limit(fd_limit, "--handshake-timeout", "1") as (process, stderr, port):
-        url = f"ws://{LOCALHOST}:{port}/chat/1"
+    with server_process("--handshake-timeout", "1", fd_limit=fd_limit) as server:
+        port, stderr = server.chat_port, server.process.stderr
+        url = f"{server.url}/chat/1"
         with connected(url) as bystander:
             assert round_trip(bystander, chat_message_json())["status"] == "success"
             waiting = [socket.create_connection((LOCALHOST, port), timeout=DEFAULT_TIMEOUT) for _ in range(strays)]
@@ -573,7 +430,7 @@ def test_out_of_file_descriptors_waits_for_them_without_spinning_and_keeps_servi
             assert round_trip(bystander, chat_message_json(userId=4))["userId"] == 4
         failures = [line for line in stderr.lines if "accept failed" in line]
         assert 1 <= len(failures) <= 3, "\n".join(failures[:10])
-        assert process.poll() is None
+        assert server.process.returncode is None
 
 
 # -- the health endpoint ---------------------------------------------------------------------------------
@@ -644,7 +501,7 @@ def test_handshake_timeout_option_drops_a_silent_client() -> None:
 def test_ping_options_close_a_client_that_never_answers_with_1011() -> None:
     with server_process("--ping-interval", "0.3", "--ping-timeout", "0.3") as server:
         with raw_handshake(server.chat_port, "/chat/1") as silent:
-            reader = ServerFrames(silent)
+            reader = FrameReader(silent)
             assert reader.next()[0] == OPCODE_PING
             assert reader.close_code() == 1011
             assert reader.ends()

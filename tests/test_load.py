@@ -15,7 +15,10 @@ import threading
 import websocket
 
 from chatflow.server.config import MiB
-from conftest import SERVER_DEFAULTS, RunningServer, chat_message_json, close, connect, connected, round_trip, wait_until
+from tests.support.clients import close, connect, connected, round_trip
+from tests.support.messages import chat_message_json
+from tests.support.servers import SERVER_DEFAULTS, RunningServer
+from tests.support.waiting import wait_until
 
 CONNECTIONS = 300
 MESSAGES_EACH = 3

@@ -18,7 +18,8 @@ from chatflow.client.message_generator import CHAT_LINES, MessageGenerator, Outg
 from chatflow.server.message_handler import handle_text
 from chatflow.models import MessageType
 from chatflow.timestamps import now_ms, parse_instant
-from conftest import traced_memory, wait_until
+from tests.support.memory import traced_memory
+from tests.support.waiting import wait_until
 
 SAMPLE = 20_000
 SEED = 20_260_213

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from chatflow.server.message_validator import MessageValidator, java_length
-from conftest import chat_message_fields
+from tests.support.messages import chat_message_fields
 from chatflow.models import ChatMessage, MessageType
 
 #: 2026-02-13T10:30:00.000Z

@@ -10,17 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import (
-    DEFAULT_TIMEOUT,
-    LOCALHOST,
-    chat_message_json,
-    connected,
-    receive_close,
-    round_trip,
-    run_server_to_exit,
-    server_process,
-    wait_until,
-)
+from tests.support.clients import connected, receive_close, round_trip
+from tests.support.messages import chat_message_json
+from tests.support.network import LOCALHOST
+from tests.support.processes import run_server_to_exit, server_process
+from tests.support.waiting import DEFAULT_TIMEOUT, wait_until
 
 
 @pytest.fixture
@@ -92,8 +86,8 @@ def test_signal_closes_clients_with_1001_and_exits_0(signum: int) -> None:
             server.process.send_signal(signum)
             code, _ = receive_close(ws)
             assert code == 1001
-        assert server.wait(timeout=5) == 0
-        assert "Traceback" not in server.stderr.text
+        assert server.process.wait(5) == 0
+        assert "Traceback" not in server.process.stderr.text
 
 
 def test_max_rooms_option_changes_the_bound_and_the_reasons() -> None:
@@ -165,6 +159,6 @@ def test_shutdown_does_not_wait_for_a_client_still_in_its_handshake() -> None:
             with connected(f"{server.url}/chat/1") as ws:
                 server.process.send_signal(signal.SIGTERM)
                 assert receive_close(ws)[0] == 1001
-            assert server.wait(timeout=5) == 0
+            assert server.process.wait(5) == 0
             assert stray.recv(1024) == b""
 

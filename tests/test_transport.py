@@ -28,7 +28,7 @@ from chatflow.server.transport.connection import Admission
 from chatflow.server.transport.handshake import handshake_response
 from chatflow.server.transport.loop import RECV_SIZE
 from chatflow.server.transport.output import OutputBuffer
-from conftest import DEFAULT_TIMEOUT
+from tests.support.waiting import DEFAULT_TIMEOUT
 
 TEXT, BINARY, CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE

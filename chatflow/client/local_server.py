@@ -6,16 +6,16 @@ the client's GIL and both figures would be wrong.
 
 from __future__ import annotations
 
-import queue
-import subprocess
+import signal
 import sys
-import threading
-import time
 from pathlib import Path
 
-from chatflow.server import listening
+from chatflow.server.process import START_TIMEOUT, ServerProcess, ServerProcessError
 
-STARTUP_TIMEOUT = 20.0
+#: How long the server may take to stop after SIGTERM before it is killed.
+STOP_GRACE = 10.0
+#: Lines of the server's stderr that a failed start quotes.
+DETAIL_LINES = 5
 
 
 class LocalServerError(Exception):
@@ -23,68 +23,44 @@ class LocalServerError(Exception):
 
 
 class LocalServer:
-    """Starts ``python -m chatflow.server.main`` on 127.0.0.1, port 0; stops it on exit."""
+    """Starts ``python -m chatflow.server.main`` on 127.0.0.1, port 0; stops it on exit.
+
+    The server stays in the client's process group, so that a terminal's Ctrl-C or
+    hangup reaches it as it reaches the client.
+    """
 
     def __init__(self, log_path: Path | None = None) -> None:
         self.log_path = log_path
-        self.process: subprocess.Popen | None = None
+        self.process: ServerProcess | None = None
         self.url = ""
 
     def __enter__(self) -> LocalServer:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "chatflow.server.main", "--host", "127.0.0.1",
-             "--port", "0", "--health-port", "0", "--log-level", "INFO"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )
         try:
-            lines: queue.Queue[str | None] = queue.Queue()
-            threading.Thread(target=self._read_log, args=(lines,), name="LocalServerLog", daemon=True).start()
-            deadline = time.monotonic() + STARTUP_TIMEOUT
-            seen: list[str] = []
-            while not self.url:
-                try:
-                    line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    line = None
-                if line is None:  # the server exited, or the deadline passed
-                    detail = "".join(seen[-5:]).strip() or f"no sign of life within {STARTUP_TIMEOUT:.0f} s"
-                    raise LocalServerError(f"the local server did not start: {detail}")
-                seen.append(line)
-                found = listening.parse(line)
-                if found is not None and found.scheme == "ws":
-                    self.url = f"ws://127.0.0.1:{found.port}"
+            self.process = ServerProcess(
+                [sys.executable, "-m", "chatflow.server.main", "--host", "127.0.0.1",
+                 "--port", "0", "--health-port", "0", "--log-level", "INFO"],
+                log_path=self.log_path, own_process_group=False, stop_signals=(signal.SIGTERM,), grace=STOP_GRACE,
+            )
+        except ServerProcessError as exc:
+            raise LocalServerError(f"the local server did not start: {exc.reason}") from None
+        try:
+            port = self.process.wait_listening("ws").port
+        except ServerProcessError as exc:
+            self.__exit__(None, None, None)
+            detail = "\n".join(exc.tail[-DETAIL_LINES:]).strip() or f"no sign of life within {START_TIMEOUT:.0f} s"
+            raise LocalServerError(f"the local server did not start: {detail}") from None
         except BaseException:
-            # A failed start, or Ctrl-C while waiting: the server must not outlive the client.
+            # Ctrl-C while waiting: the server must not outlive the client.
             self.__exit__(None, None, None)
             raise
+        self.url = f"ws://127.0.0.1:{port}"
         return self
-
-    def _read_log(self, lines: queue.Queue[str | None]) -> None:
-        """Copies the server's log to the log file, and hands it over until it is up."""
-        log = self.log_path.open("w") if self.log_path else None
-        try:
-            for line in self.process.stderr:
-                if log:
-                    log.write(line)
-                    log.flush()
-                if not self.url:
-                    lines.put(line)
-        finally:
-            lines.put(None)
-            if log:
-                log.close()
 
     @property
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
 
-    def __exit__(self, *exc_info) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process is not None:
+            self.process.stop()

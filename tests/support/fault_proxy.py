@@ -1,4 +1,4 @@
-"""A seeded TCP proxy that puts faults between the client and the server (test code).
+"""A seeded TCP proxy that puts faults between the client and the server.
 
 Every chunk the proxy reads, from either side, is at random (one ``random.Random(seed)``)
 forwarded at once, held back for a while (the later chunks of that direction queue
@@ -26,13 +26,14 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-LOCALHOST = "127.0.0.1"
+from tests.support.frames import OPCODE_TEXT, parse_frame
+from tests.support.network import LOCALHOST
+
 READ_SIZE = 64 * 1024
 #: The selector's longest sleep: how soon a stop request is seen.
 POLL = 0.05
 #: A send to a peer that does not read for this long ends the connection.
 SEND_TIMEOUT = 2.0
-OPCODE_TEXT = 0x1
 
 
 class Fault(enum.Enum):
@@ -126,7 +127,7 @@ class Link:
         offset = head_end + 4
         chunk_index = 0
         while True:
-            frame = _parse_frame(stream, offset)
+            frame = parse_frame(stream, offset)
             if frame is None:
                 return messages
             opcode, payload, offset = frame
@@ -137,31 +138,6 @@ class Link:
 
     def texts(self, to_server: bool) -> list[Message]:
         return [m for m in self.messages(to_server) if m.opcode == OPCODE_TEXT]
-
-
-def _parse_frame(stream: bytes, offset: int) -> tuple[int, bytes, int] | None:
-    """(opcode, unmasked payload, offset after it), or None if the frame is not all there."""
-    if len(stream) < offset + 2:
-        return None
-    first, second = stream[offset], stream[offset + 1]
-    if not first & 0x80:
-        raise AssertionError("a fragmented frame: neither ChatFlow side sends those")
-    length, at = second & 0x7F, offset + 2
-    if length >= 126:
-        size = 2 if length == 126 else 8
-        if len(stream) < at + size:
-            return None
-        length = int.from_bytes(stream[at:at + size], "big")
-        at += size
-    mask = b""
-    if second & 0x80:
-        mask, at = stream[at:at + 4], at + 4
-    if len(stream) < at + length:
-        return None
-    payload = stream[at:at + length]
-    if mask:
-        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return first & 0x0F, payload, at + length
 
 
 class FaultProxy:

@@ -3,7 +3,7 @@
 The suite's fuzzing server tests WebSocket *clients*: for each case this connects, then
 sends every message back unchanged, as the same type, until the connection closes. The
 connection is ``ChatWebSocketClient``'s, with exactly the settings of the load runs, so
-the verdicts are those of the load client. Run by ``bench/conformance.py`` and
+the verdicts are those of the load client. Run by ``compliance/conformance.py`` and
 ``tests/test_autobahn.py`` through the tool's ``run_fuzzingserver.sh``, which sets
 ``AUTOBAHN_URL`` and ``AUTOBAHN_AGENT``.
 """

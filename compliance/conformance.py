@@ -4,7 +4,7 @@ Runs Autobahn|Testsuite (the tool in ../shared/tools/autobahn, beside the reposi
 both ways round:
 
 - its fuzzing server against the load-testing client's connection,
-  ``python -m bench.autobahn_echo_client`` (``ChatWebSocketClient`` with the load runs'
+  ``python -m compliance.autobahn_echo_client`` (``ChatWebSocketClient`` with the load runs'
   settings), through the tool's ``run_fuzzingserver.sh``, which needs a private network
   namespace;
 - its fuzzing client against three echo servers, one after another, so that the
@@ -17,9 +17,9 @@ It also times, with timeit, the UTF-8 check of websocket-client that the client 
 off against the strict decode it does instead, so that the document states what the
 setting saves from the same run.
 
-    python -m bench.conformance            # the full set, 517 cases per peer, about 15 min
-    python -m bench.conformance --quick    # 247 cases per peer, about 2 min
-    python -m bench.conformance --from-reports DIR   # rewrite the document from a past run
+    python -m compliance.conformance            # the full set, 517 cases per peer, about 15 min
+    python -m compliance.conformance --quick    # 247 cases per peer, about 2 min
+    python -m compliance.conformance --from-reports DIR   # rewrite the document from a past run
 
 The full set rewrites docs/measurements/conformance.md (what the verdicts mean and why
 they stay: docs/conformance.md); ``--quick`` writes no page unless ``--doc PATH`` says
@@ -51,7 +51,7 @@ from types import ModuleType
 
 from bench import doc
 from chatflow import __version__ as CHATFLOW_VERSION
-from chatflow.server import listening
+from chatflow.server.process import ServerProcess, ServerProcessError
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO.parent / "shared" / "tools" / "autobahn"
@@ -59,7 +59,6 @@ DOC = doc.MEASUREMENTS / "conformance.md"
 SUMMARY = "summary.json"
 
 VERDICTS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED", "NOT RUN")
-START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 WEBSOCKET_SERVER_VERSION = "0.6.4"
 NO_NAMESPACE = "cannot create a private network namespace"
@@ -78,12 +77,12 @@ SERVERS = (
     EchoPeer("chatflow-echo", "ChatFlow `run_server.py --echo`",
              (sys.executable, "run_server.py", "--echo", "--host", "127.0.0.1", "--port", "0", "--health-port", "0")),
     EchoPeer("websockets-sync", "`websockets` sync server, defaults",
-             (sys.executable, "-m", "bench.echo_servers", "websockets")),
+             (sys.executable, "-m", "compliance.echo_servers", "websockets")),
     EchoPeer("websocket-server", f"`websocket-server` {WEBSOCKET_SERVER_VERSION}",
-             (sys.executable, "-m", "bench.echo_servers", "websocket-server")),
+             (sys.executable, "-m", "compliance.echo_servers", "websocket-server")),
 )
 CLIENT = EchoPeer("chatflow-client", "ChatFlow `ChatWebSocketClient`",
-                  (sys.executable, "-m", "bench.autobahn_echo_client"))
+                  (sys.executable, "-m", "compliance.autobahn_echo_client"))
 
 #: Server failures that are the `websockets` protocol core's, each with why, for the headline.
 LIBRARY_FAILURES = {
@@ -202,31 +201,15 @@ def wsaccel_version() -> str:
 # -- running -----------------------------------------------------------------------
 
 
-def start(server: EchoPeer, log_path: Path) -> tuple[subprocess.Popen, str]:
+def start(server: EchoPeer, log_path: Path) -> tuple[ServerProcess, str]:
     """Start a server and return it with its URL, read from its own log line."""
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(server.command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        for line in log_path.read_text(errors="replace").splitlines():
-            found = listening.parse(line)
-            if found is not None and found.scheme == "ws":
-                return process, f"ws://{found.host}:{found.port}/"
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    stop(process)
-    raise RuntimeError(f"{server.agent} did not start; its log:\n{log_path.read_text(errors='replace')[-2000:]}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_TIMEOUT)
+    process = ServerProcess(server.command, cwd=REPO, log_path=log_path, grace=STOP_TIMEOUT)
+    try:
+        found = process.wait_listening("ws")
+    except ServerProcessError as exc:
+        process.stop()
+        raise RuntimeError(f"{server.agent} did not start: {exc}") from None
+    return process, f"ws://{found.host}:{found.port}/"
 
 
 def run_server(server: EchoPeer, out: Path, quick: bool, summarize: ModuleType) -> PeerRun:
@@ -237,9 +220,9 @@ def run_server(server: EchoPeer, out: Path, quick: bool, summarize: ModuleType) 
     try:
         command = [str(TOOL / "run_fuzzingclient.sh"), url, server.agent, "--out", str(out)]
         tool = subprocess.run(command + (["--quick"] if quick else []), cwd=REPO)
-        died = process.poll()
+        died = process.returncode
     finally:
-        stop(process)
+        process.stop()
     seconds = time.monotonic() - began
     trouble = []
     if tool.returncode not in (0, 1):
@@ -253,7 +236,7 @@ def run_client(out: Path, quick: bool, summarize: ModuleType) -> PeerRun:
     """The suite's fuzzing server and the echo client, together in a private network namespace."""
     out.mkdir(parents=True, exist_ok=True)
     print(f"== {CLIENT.agent}", flush=True)
-    # cwd and PYTHONPATH: the client imports the chatflow and bench packages of this checkout.
+    # cwd and PYTHONPATH: the client imports the chatflow and compliance packages of this checkout.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
     command = [str(TOOL / "run_fuzzingserver.sh"), CLIENT.agent, "--out", str(out), *(["--quick"] if quick else []),
                "--", *CLIENT.command]
@@ -497,7 +480,7 @@ def client_section(result: Conformance) -> list[str]:
         "",
         "The load-testing client's connection, `ChatWebSocketClient` on "
         f"[websocket-client](https://pypi.org/project/websocket-client/) {info['websocket-client']}, against the "
-        "suite's fuzzing server: `python -m bench.autobahn_echo_client` opens one connection per case with the "
+        "suite's fuzzing server: `python -m compliance.autobahn_echo_client` opens one connection per case with the "
         "settings of the load runs (only the reply timeout is raised, to 120 s, for the suite's 16 MiB messages) "
         "and sends every message back unchanged, as the same type; the tool's `run_fuzzingserver.sh` runs both in "
         "a private network namespace with only loopback.",
@@ -530,7 +513,7 @@ def document(result: Conformance) -> list[str]:
     info = result.versions
     selection = "the quick set (all but 9.\\*, 12.\\*, 13.\\*)" if result.quick else "the full set"
     lines = [
-        *doc.header("WebSocket conformance: the latest verdicts", "python -m bench.conformance",
+        *doc.header("WebSocket conformance: the latest verdicts", "python -m compliance.conformance",
                     "What the suite checks, how to read its verdicts, and why each case that is not OK stays so: "
                     "[conformance.md](../conformance.md)."),
         headline(result),
@@ -543,9 +526,9 @@ def document(result: Conformance) -> list[str]:
         "",
         "- **ChatFlow**: `run_server.py --echo --host 127.0.0.1 --port 0 --health-port 0`, the chat "
         "server's transport with an echo handler in place of chat, every limit at its `--echo` default.",
-        "- **`websockets`**: `python -m bench.echo_servers websockets`, the library's sync server "
+        "- **`websockets`**: `python -m compliance.echo_servers websockets`, the library's sync server "
         "(`websockets.sync.server.serve`) with every default.",
-        "- **`websocket-server`**: `python -m bench.echo_servers websocket-server`, an echo on the "
+        "- **`websocket-server`**: `python -m compliance.echo_servers websocket-server`, an echo on the "
         f"`websocket-server` {WEBSOCKET_SERVER_VERSION} package.",
         "",
         "## Servers",
@@ -560,7 +543,7 @@ def document(result: Conformance) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.conformance", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m compliance.conformance", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="247 cases per peer instead of the full 517")
     parser.add_argument("--reports", type=Path, help="where the wstest reports go (default: a new temporary directory)")
     parser.add_argument("--from-reports", type=Path, metavar="DIR",

@@ -1,7 +1,4 @@
-"""Test-only chat servers: the real chat application with a log, and one that misbehaves.
-
-``RecordingChatHandler`` is ChatFlow's chat handler plus a record of every text it got,
-so a test can check what the client put on the wire from the server's side.
+"""A chat server that misbehaves on cue, for testing the client against it.
 
 ``ScriptedServer`` answers like the chat server except where its script says otherwise:
 late, never, with an error, or by dropping the connection. It runs on websockets'
@@ -25,38 +22,7 @@ from websockets.frames import CloseCode
 from websockets.sync.server import Server, ServerConnection, serve
 
 from chatflow.server.message_handler import error_reply, handle_text
-from chatflow.server.chat_websocket_server import ChatWebSocketServer
-from chatflow.server.transport import Connection
-from conftest import SERVER_DEFAULTS
-
-LOCALHOST = "127.0.0.1"
-
-
-class RecordingChatHandler:
-    """The chat application, recording the path of every connection and every text.
-
-    Its callbacks run on the server's selector thread only; read the records once the
-    client is done.
-    """
-
-    def __init__(self) -> None:
-        self.chat = ChatWebSocketServer(max_rooms=SERVER_DEFAULTS.max_rooms)
-        self.paths: list[str] = []
-        self.texts: list[str] = []
-
-    def on_open(self, conn: Connection) -> None:
-        self.paths.append(conn.path)
-        self.chat.on_open(conn)
-
-    def on_text(self, conn: Connection, text: str) -> None:
-        self.texts.append(text)
-        self.chat.on_text(conn, text)
-
-    def on_binary(self, conn: Connection, data: bytes) -> None:
-        self.chat.on_binary(conn, data)
-
-    def on_close(self, conn: Connection) -> None:
-        self.chat.on_close(conn)
+from tests.support.network import LOCALHOST
 
 
 class Action(enum.Enum):

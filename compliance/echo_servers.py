@@ -5,8 +5,8 @@ Autobahn|Testsuite can judge it: a plain `websockets` sync server, with the libr
 defaults (the reference run of the conformance tool), and the `websocket-server`
 0.6.4 package, the other server library a Python port could have picked.
 
-    python -m bench.echo_servers websockets [--port 0]
-    python -m bench.echo_servers websocket-server [--port 0]
+    python -m compliance.echo_servers websockets [--port 0]
+    python -m compliance.echo_servers websocket-server [--port 0]
 
 Each logs ``listening on ws://HOST:PORT`` on stderr once it accepts connections, the
 same words as ``run_server.py``, so one reader finds the port of all three.
@@ -51,7 +51,7 @@ SERVERS = {"websockets": serve_websockets, "websocket-server": serve_websocket_s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.echo_servers", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m compliance.echo_servers", description=__doc__.splitlines()[0])
     parser.add_argument("server", choices=sorted(SERVERS))
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     parser.add_argument("--port", type=int, default=0, help="port, 0 for any free one (default %(default)s)")

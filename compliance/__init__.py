@@ -1,0 +1,1 @@
+"""WebSocket conformance: the Autobahn|Testsuite peers and runner (compliance/README.md)."""

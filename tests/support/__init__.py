@@ -1,0 +1,16 @@
+"""What the tests and the benchmarks share, one concept a module.
+
+- ``waiting``: the timeouts, and waiting on a condition with a deadline;
+- ``memory``: what Python allocates meanwhile (tracemalloc);
+- ``network``: 127.0.0.1, free ports, raw reads with a bound;
+- ``frames``: the client's side of RFC 6455 by hand (handshake, frames, the one decoder);
+- ``messages``: chat messages and the shape of the replies;
+- ``servers``: ChatFlow's server in the test's process;
+- ``clients``: a well-behaved websocket-client connection;
+- ``scripted_server``: a chat server that misbehaves on cue;
+- ``fault_proxy``: a seeded proxy that delays, drops and resets;
+- ``processes``: ``run_server.py`` and ``run_client.py`` as processes;
+- ``client_runs``: a load test in the background, and its printed summary read back.
+
+Nothing here imports pytest, so that the benchmarks can use it without the test extras.
+"""

@@ -1,0 +1,74 @@
+"""ChatFlow's server in the test's own process: the transport on a free port, serving
+the chat application (or any handler) for a ``with`` block."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from chatflow.server.chat_websocket_server import ChatWebSocketServer
+from chatflow.server.config import ServerConfig, ServerLimits
+from chatflow.server.transport import Connection, Handler, WebSocketServer
+from tests.support.network import LOCALHOST
+
+#: The server's defaults, as run_server.py starts with them.
+SERVER_DEFAULTS = ServerConfig()
+
+
+@dataclass
+class RunningServer:
+    """A WebSocketServer serving on 127.0.0.1, with what tests inspect of it."""
+
+    server: WebSocketServer
+    handler: Handler
+    url: str
+
+    @property
+    def port(self) -> int:
+        return self.server.address[1]
+
+
+def chat_handler() -> ChatWebSocketServer:
+    """The chat application with the server's default rooms."""
+    return ChatWebSocketServer(max_rooms=SERVER_DEFAULTS.max_rooms)
+
+
+@contextmanager
+def serving(handler: Handler, limits: ServerLimits = SERVER_DEFAULTS.limits) -> Iterator[RunningServer]:
+    """Run ``handler`` behind a WebSocketServer on a free port for the ``with`` body."""
+    server = WebSocketServer(handler, host=LOCALHOST, port=0, limits=limits,
+                             shutdown_grace=SERVER_DEFAULTS.shutdown_grace)
+    server.start()
+    try:
+        yield RunningServer(server, handler, f"ws://{LOCALHOST}:{server.address[1]}")
+    finally:
+        server.stop(grace=1.0)
+
+
+class RecordingChatHandler:
+    """The chat application, recording the path of every connection and every text, so
+    that a test can check what a client put on the wire from the server's side.
+
+    Its callbacks run on the server's selector thread only; read the records once the
+    client is done.
+    """
+
+    def __init__(self) -> None:
+        self.chat = chat_handler()
+        self.paths: list[str] = []
+        self.texts: list[str] = []
+
+    def on_open(self, conn: Connection) -> None:
+        self.paths.append(conn.path)
+        self.chat.on_open(conn)
+
+    def on_text(self, conn: Connection, text: str) -> None:
+        self.texts.append(text)
+        self.chat.on_text(conn, text)
+
+    def on_binary(self, conn: Connection, data: bytes) -> None:
+        self.chat.on_binary(conn, data)
+
+    def on_close(self, conn: Connection) -> None:
+        self.chat.on_close(conn)
