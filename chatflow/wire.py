@@ -19,7 +19,7 @@ DecodeError = orjson.JSONDecodeError
 
 _SUCCESS = ReplyStatus.SUCCESS.value
 #: How a success reply from ChatFlow's server ends: ``status`` is its last key.
-_SUCCESS_TAIL = b'"status":"' + _SUCCESS.encode() + b'"}'
+SUCCESS_TAIL = b'"status":"' + _SUCCESS.encode() + b'"}'
 
 
 def decode(text: str | bytes) -> Any:
@@ -70,7 +70,7 @@ def is_success(reply: bytes) -> bool:
     ChatFlow's own replies end with their status, so one ``endswith`` answers for nearly
     every reply of a run; anything else is parsed.
     """
-    if reply.endswith(_SUCCESS_TAIL):
+    if reply.endswith(SUCCESS_TAIL):
         return True
     try:
         return orjson.loads(reply).get("status") == _SUCCESS

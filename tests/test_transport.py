@@ -169,8 +169,11 @@ def test_another_version_gets_426_naming_13() -> None:
 def test_admission_counts_against_its_limit() -> None:
     admission = Admission(limit=2)
     assert not admission.full
-    admission.open += 2
-    assert admission.full
+    admission.admit()
+    admission.admit()
+    assert (admission.open, admission.full) == (2, True)
+    admission.leave()
+    assert (admission.open, admission.full) == (1, False)
 
 
 # -- one connection, driven as the loop drives it ----------------------------------------------------

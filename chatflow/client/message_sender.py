@@ -15,14 +15,10 @@ from chatflow.client.config import RetryPolicy
 from chatflow.client.message_generator import OutgoingMessage
 from chatflow.client.results import SenderStats
 from chatflow.client.retry import RetryingConnection
-from chatflow.metrics import Recorder, Status
+from chatflow.metrics import CLIENT_ERROR, ERROR, SUCCESS, Recorder
 from chatflow.wire import is_success
 
 log = logging.getLogger("chatflow.client")
-
-# Plain str values on the per-message path: an enum member costs a lookup each time,
-# and the CSV writer formats a str faster.
-SUCCESS, ERROR, CLIENT_ERROR = Status.SUCCESS.value, Status.ERROR.value, Status.CLIENT_ERROR.value
 
 
 class MessageSender:

@@ -15,15 +15,10 @@ from chatflow.client.chat_websocket_client import ChatWebSocketClient, ConnectFa
 from chatflow.client.config import RetryPolicy
 from chatflow.client.message_generator import OutgoingMessage
 from chatflow.client.results import SenderStats
-from chatflow.metrics import Status
+from chatflow.metrics import CANCELLED, CONNECTION_CLOSED, CONNECTION_FAILED, TIMEOUT
 from chatflow.timestamps import now_ms
 
 log = logging.getLogger("chatflow.client")
-
-# Plain str values on the per-message path: an enum member costs a lookup each time,
-# and the CSV writer formats a str faster.
-TIMEOUT, CONNECTION_CLOSED = Status.TIMEOUT.value, Status.CONNECTION_CLOSED.value
-CONNECTION_FAILED, CANCELLED = Status.CONNECTION_FAILED.value, Status.CANCELLED.value
 
 #: (message, epoch ms at send, latency ms, the reply's payload)
 OnReply = Callable[[OutgoingMessage, int, float, bytes], None]

@@ -52,3 +52,7 @@ class ServerConfig:
     shutdown_grace: float = 2.0
     #: The health endpoint closes a connection idle (or mid-request) this long.
     health_idle_timeout: float = 10.0
+
+
+#: ``run_server.py`` with no options; everyone who needs a server default reads it here.
+DEFAULTS = ServerConfig()

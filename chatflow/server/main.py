@@ -12,7 +12,7 @@ import threading
 from chatflow.arguments import port, seconds, whole_number
 from chatflow.server import listening
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
-from chatflow.server.config import ECHO_LIMITS, ServerConfig, ServerLimits
+from chatflow.server.config import DEFAULTS, ECHO_LIMITS, ServerConfig, ServerLimits
 from chatflow.server.echo_handler import EchoHandler
 from chatflow.server.health_check_server import HealthCheckServer
 from chatflow.server.transport import WebSocketServer
@@ -23,7 +23,6 @@ log = logging.getLogger("chatflow.server")
 lifecycle_log = logging.getLogger("chatflow.server.lifecycle")
 
 PROG = "chatflow-server"
-DEFAULTS = ServerConfig()
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
@@ -97,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from(build_parser().parse_args(argv))
     configure_logging(config.log_level)
     chat = None if config.echo else ChatWebSocketServer(max_rooms=config.max_rooms)
-    websocket = WebSocketServer(chat or EchoHandler(), host=config.host, port=config.port, limits=config.limits,
+    handler = EchoHandler() if chat is None else chat
+    websocket = WebSocketServer(handler, host=config.host, port=config.port, limits=config.limits,
                                 shutdown_grace=config.shutdown_grace)
 
     def details() -> dict[str, object]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from chatflow import wire
-from chatflow.server.message_validator import MessageValidator
 from chatflow.models import ChatResponse, ErrorResponse
+from chatflow.server.message_validator import MessageValidator
 from chatflow.timestamps import now_ms
 
 Clock = Callable[[], int]

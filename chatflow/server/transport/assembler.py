@@ -12,7 +12,7 @@ import codecs
 
 from websockets.frames import Frame, Opcode
 
-_TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+_TEXT, _CONT = Opcode.TEXT, Opcode.CONT
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 

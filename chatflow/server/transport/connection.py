@@ -39,15 +39,28 @@ _CLIENT_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN})
 class Admission:
     """Open connections counted against the limit, shared by one server's connections."""
 
-    __slots__ = ("limit", "open")
+    __slots__ = ("limit", "_open")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.open = 0
+        self._open = 0
+
+    @property
+    def open(self) -> int:
+        """Connections admitted and not yet left."""
+        return self._open
 
     @property
     def full(self) -> bool:
-        return self.open >= self.limit
+        return self._open >= self.limit
+
+    def admit(self) -> None:
+        """A handshake was accepted."""
+        self._open += 1
+
+    def leave(self) -> None:
+        """An admitted connection closed."""
+        self._open -= 1
 
 
 class Connection:
@@ -233,7 +246,7 @@ class Connection:
         self._forget(self)
         self.sock.close()
         if self.opened:
-            self._admission.open -= 1
+            self._admission.leave()
             self._call(self._handler.on_close)
         log.debug("closed %s", self.remote_address)
 
@@ -248,7 +261,7 @@ class Connection:
             return
         self.path = request.path
         self.opened = True
-        self._admission.open += 1
+        self._admission.admit()
         self._call(self._handler.on_open)
 
     def _receive_data_frame(self, frame: Frame) -> None:

@@ -58,6 +58,7 @@ class WebSocketServer:
         self._thread: threading.Thread | None = None
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._stop_requested = threading.Event()
+        self._grace = shutdown_grace
         self._buffer = memoryview(bytearray(RECV_SIZE))
         #: Out of descriptors: the listener is left out of the selector until the next tick.
         self._accept_paused = False
@@ -99,11 +100,10 @@ class WebSocketServer:
         """Close every connection with 1001, wait up to ``grace`` (default: the server's) for the handshakes."""
         if self._thread is None:
             return
-        if grace is not None:
-            self.shutdown_grace = grace
+        self._grace = self.shutdown_grace if grace is None else grace
         self._stop_requested.set()
         self._wakeup_w.send(b"x")
-        self._thread.join(self.shutdown_grace + 5)
+        self._thread.join(self._grace + 5)
         self._thread = None
         self._wakeup_r.close()
         self._wakeup_w.close()
@@ -137,7 +137,7 @@ class WebSocketServer:
 
         In passes, the handler runs on up to ``BATCH_EVENTS`` messages in a row, with its
         code and data still in the CPU caches that the kernel's work between two system
-        calls would empty (measured in docs/performance.md)."""
+        calls would empty (docs/server-design.md, "Why three passes")."""
         buffer = self._buffer
         ready = self._selector.select(TICK)
         now = self._now = time.monotonic()
@@ -221,7 +221,7 @@ class WebSocketServer:
         self._listener.close()
         for conn in list(self._connections.values()):
             conn.go_away(self._now)
-        deadline = time.monotonic() + self.shutdown_grace
+        deadline = time.monotonic() + self._grace
         while self._connections and time.monotonic() < deadline:
             self._poll()
         for conn in list(self._connections.values()):
