@@ -176,6 +176,34 @@ def load_averages(report: dict) -> str:
             "and other work on the host adds to it.")
 
 
+def bounds(report: dict) -> list[tuple[str, str]]:
+    """docs/performance.md's bound arithmetic on the sitting's end-to-end medians."""
+    def median(summary: dict, figure: str) -> float | None:
+        spread = summary.get(figure)
+        return spread["median"] if spread else None
+
+    e2e, floor = report["end_to_end"]["summary"], report["tcp_floor"]["summary"]
+    server, client = median(e2e, "server_cpu_us_per_message"), median(e2e, "client_cpu_us_per_message")
+    rate, main_rate = median(e2e, "overall_msg_s"), median(e2e, "main_msg_s")
+    mean_ms = median(e2e, "latency_mean_ms")
+    floor_cpu = (median(floor, "server_cpu_us_per_message") or 0) + (median(floor, "client_cpu_us_per_message") or 0)
+    if not (server and client and rate and main_rate and mean_ms):
+        return []
+    cores, threads, total = report["environment"]["cpu_count"], LoadTestConfig.threads, server + client
+    cpu_bound = cores * 1e6 / total
+    return [
+        ("both processes: cores × 10⁶ µs ÷ (server + client µs per message)",
+         f"{cores} × 10⁶ ÷ ({server:.1f} + {client:.1f}) = {cpu_bound:,.0f} msg/s"),
+        ("reached, warmup + main", f"{rate:,.0f} msg/s: {rate / cpu_bound:.0%} of that bound"),
+        ("the server alone, one selector thread: 10⁶ ÷ server µs per message", f"{1e6 / server:,.0f} msg/s"),
+        ("the TCP floor's share of the CPU per message (server + client)",
+         f"{floor_cpu:.1f} of {total:.1f} µs ({floor_cpu / total:.0%})"),
+        (f"Little's Law, main phase: W = {threads} threads ÷ λ",
+         f"{threads} ÷ {main_rate:,.0f} msg/s = {threads * 1000 / main_rate:.2f} ms; the run's mean latency "
+         f"{mean_ms:.2f} ms"),
+    ]
+
+
 def page(report: dict) -> list[str]:
     """docs/measurements/bench.md, from the sitting's JSON."""
     options, e2e, floor = report["options"], report["end_to_end"], report["tcp_floor"]
@@ -226,6 +254,12 @@ def page(report: dict) -> list[str]:
         "",
         "Java reference: the Java original's figures that `python -m bench` prints beside ChatFlow's "
         "(`JAVA_REFERENCE`); SPEC §4 says how to measure the Java original in the same sitting.",
+        "",
+        "## What bounds the figures",
+        "",
+        "The arithmetic of [performance.md](../performance.md#what-bounds-the-throughput), on the medians above.",
+        "",
+        *doc.table(("bound", "this sitting"), bounds(report), "ll"),
         "",
         "## Server benchmark",
         "",
