@@ -28,13 +28,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ListeningServer, server_process
+from tests.support.processes import REPO_ROOT, ListeningServer, server_process
 
-REPO = Path(__file__).resolve().parents[1]
 #: The tool's folder: $CHATFLOW_AUTOBAHN, or ../shared/tools/autobahn beside the repository.
 #: CI sets the variable, so that a missing tool fails there; a clone on its own skips.
 TOOL_VARIABLE = "CHATFLOW_AUTOBAHN"
-TOOL = Path(os.environ.get(TOOL_VARIABLE) or REPO.parent / "shared" / "tools" / "autobahn")
+TOOL = Path(os.environ.get(TOOL_VARIABLE) or REPO_ROOT.parent / "shared" / "tools" / "autobahn")
 
 QUICK_CASES = 247
 NO_NAMESPACE = "cannot create a private network namespace"
@@ -105,11 +104,11 @@ def test_echo_endpoint_conforms_to_rfc6455_quick_set(wstest, echo_server, tmp_pa
 @pytest.mark.timeout(600)
 def test_load_client_connection_conforms_to_rfc6455_quick_set(wstest, tmp_path):
     reports = tmp_path / "reports"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH"))))}
     run = subprocess.run(
         [str(TOOL / "run_fuzzingserver.sh"), "chatflow-client", "--quick", "--out", str(reports),
          "--", sys.executable, "-m", "compliance.autobahn_echo_client"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=540,
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=540,
     )
     if run.returncode == 2 and NO_NAMESPACE in run.stderr:
         pytest.skip(run.stderr.strip().splitlines()[-1])

@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatflow.server.process import ServerProcess
+from chatflow.server.process import START_TIMEOUT, ServerProcess
 from tests.support.network import LOCALHOST
-from tests.support.waiting import DEFAULT_TIMEOUT, STARTUP_TIMEOUT
+from tests.support.waiting import DEFAULT_TIMEOUT
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_SERVER = REPO_ROOT / "run_server.py"
@@ -52,7 +52,7 @@ def with_fd_limit(limit: int, command: list[str]) -> list[str]:
 
 
 @contextmanager
-def server_process(*args: str, timeout: float = STARTUP_TIMEOUT, fd_limit: int | None = None,
+def server_process(*args: str, timeout: float = START_TIMEOUT, fd_limit: int | None = None,
                    log_path: Path | None = None) -> Iterator[ListeningServer]:
     """Start ``run_server.py`` on 127.0.0.1, free ports, plus ``args``; wait until it listens.
 
@@ -70,7 +70,7 @@ def server_process(*args: str, timeout: float = STARTUP_TIMEOUT, fd_limit: int |
         yield ListeningServer(process, chat_port, health_port)
 
 
-def run_server_to_exit(*args: str, timeout: float = STARTUP_TIMEOUT) -> subprocess.CompletedProcess[str]:
+def run_server_to_exit(*args: str, timeout: float = START_TIMEOUT) -> subprocess.CompletedProcess[str]:
     """Run ``run_server.py args`` for a command that must end by itself (errors, --help)."""
     return subprocess.run(server_command(*args), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout)
