@@ -40,15 +40,13 @@ from bench.results import REPO_ROOT, RESULTS_DIR, environment, summarise, write_
 from chatflow.arguments import whole_number
 from chatflow.client.plan import split
 from chatflow.server.config import ServerConfig
-from chatflow.server.process import ServerProcess, ServerProcessError
+from chatflow.server.process import ServerProcess, ServerProcessError, local_server_command
 from tests.support.frames import OPCODE_CLOSE, OPCODE_TEXT, FrameReader, client_frame, handshake
 from tests.support.messages import MESSAGE_SIZE, SUCCESS_KEYS, SUCCESS_TAIL, sized_chat_message
 from tests.support.network import LOCALHOST, free_port
 
 ROOMS = ServerConfig.max_rooms
 REPLY_TIMEOUT = 10.0
-#: How long the server has after Ctrl-C, and after SIGTERM, before the next signal.
-STOP_GRACE = 5.0
 
 
 class BenchError(Exception):
@@ -69,9 +67,8 @@ def server_command(command_template: str | None, echo: bool) -> tuple[list[str],
     """The command to run and its port when known: our server by default (port 0, the port
     read from its log line), else the template (``{port}`` in it: a free port)."""
     if command_template is None:
-        command = [sys.executable, "run_server.py", "--host", LOCALHOST, "--port", "0", "--health-port", "0",
-                   "--log-level", "INFO"]  # INFO: the port line is logged at INFO; nothing per message is.
-        return command + (["--echo"] if echo else []), None
+        # INFO: the port line is logged at INFO; nothing per message is.
+        return local_server_command("--log-level", "INFO", *(["--echo"] if echo else []), script="run_server.py"), None
     if "{port}" in command_template:
         port = free_port()
         return shlex.split(command_template.replace("{port}", str(port))), port
@@ -84,12 +81,11 @@ def server_running(command: list[str], port: int | None) -> Iterator[tuple[Serve
     the port it accepts on (read from its ``listening on ws://`` line unless given).
 
     Stopped by Ctrl-C to its process group (as a terminal would: a profiler then writes its
-    output), then SIGTERM, then SIGKILL. CPU and memory are of its whole process tree, so
+    output), then SIGTERM, then SIGKILL, each after the launcher's grace. CPU and memory are of its whole process tree, so
     that a wrapper (``sh -c``, a profiler) still measures the server it runs.
     """
     try:
-        with ServerProcess(command, cwd=REPO_ROOT, stop_signals=(signal.SIGINT, signal.SIGTERM),
-                           grace=STOP_GRACE) as server:
+        with ServerProcess(command, cwd=REPO_ROOT, stop_signals=(signal.SIGINT, signal.SIGTERM)) as server:
             if port is None:
                 port = server.wait_listening("ws").port
             server.wait_accepting(port, LOCALHOST)

@@ -41,6 +41,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -51,7 +52,7 @@ from types import ModuleType
 
 from bench import doc
 from chatflow import __version__ as CHATFLOW_VERSION
-from chatflow.server.process import ServerProcess, ServerProcessError
+from chatflow.server.process import ServerProcess, ServerProcessError, local_server_command
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO.parent / "shared" / "tools" / "autobahn"
@@ -73,9 +74,10 @@ class EchoPeer:
     command: tuple[str, ...]
 
 
+CHATFLOW_ECHO = EchoPeer("chatflow-echo", "ChatFlow `run_server.py --echo`",
+                         tuple(local_server_command("--echo", script="run_server.py")))
 SERVERS = (
-    EchoPeer("chatflow-echo", "ChatFlow `run_server.py --echo`",
-             (sys.executable, "run_server.py", "--echo", "--host", "127.0.0.1", "--port", "0", "--health-port", "0")),
+    CHATFLOW_ECHO,
     EchoPeer("websockets-sync", "`websockets` sync server, defaults",
              (sys.executable, "-m", "compliance.echo_servers", "websockets")),
     EchoPeer("websocket-server", f"`websocket-server` {WEBSOCKET_SERVER_VERSION}",
@@ -524,7 +526,7 @@ def document(result: Conformance) -> list[str]:
         f"{info['websocket-server']}: the suite's fuzzing client against three echo servers, and its fuzzing "
         "server against ChatFlow's client (*Client*, below).",
         "",
-        "- **ChatFlow**: `run_server.py --echo --host 127.0.0.1 --port 0 --health-port 0`, the chat "
+        f"- **ChatFlow**: `{shlex.join(CHATFLOW_ECHO.command[1:])}`, the chat "
         "server's transport with an echo handler in place of chat, every limit at its `--echo` default.",
         "- **`websockets`**: `python -m compliance.echo_servers websockets`, the library's sync server "
         "(`websockets.sync.server.serve`) with every default.",

@@ -16,7 +16,7 @@ import pytest
 
 from chatflow.server.process import START_TIMEOUT, OutputLines, ServerProcess, ServerProcessError
 from tests.support.network import LOCALHOST, free_port
-from tests.support.processes import REPO_ROOT, server_command
+from tests.support.processes import REPO_ROOT, run_server_on_loopback
 from tests.support.waiting import DEFAULT_TIMEOUT, wait_until
 
 
@@ -26,8 +26,7 @@ def python(code: str) -> list[str]:
 
 
 def test_learns_both_ports_from_the_listening_lines_and_stops_with_sigterm() -> None:
-    command = server_command("--host", LOCALHOST, "--port", "0", "--health-port", "0")
-    with ServerProcess(command, cwd=REPO_ROOT) as server:
+    with ServerProcess(run_server_on_loopback(), cwd=REPO_ROOT) as server:
         ws = server.wait_listening("ws")
         http = server.wait_listening("http")
         assert (ws.scheme, ws.host, http.scheme) == ("ws", LOCALHOST, "http")
