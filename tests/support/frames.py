@@ -89,16 +89,20 @@ def handshake(sock: socket.socket, path: str = "/chat/1", key: str | None = None
     check_response(bytes(response[:-4]), key)
 
 
-def raw_handshake(port: int, path: str = "/chat/1", timeout: float = DEFAULT_TIMEOUT) -> socket.socket:
-    """A plain TCP socket to 127.0.0.1:``port`` that has completed the opening handshake,
-    with ``timeout`` on every later call."""
-    sock = socket.create_connection((LOCALHOST, port), timeout=timeout)
+def handshaken(sock: socket.socket, path: str = "/chat/1") -> socket.socket:
+    """``sock`` once ``handshake`` has succeeded on it; closed if it has not."""
     try:
         handshake(sock, path)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def raw_handshake(port: int, path: str = "/chat/1", timeout: float = DEFAULT_TIMEOUT) -> socket.socket:
+    """A plain TCP socket to 127.0.0.1:``port`` that has completed the opening handshake,
+    with ``timeout`` on every later call."""
+    return handshaken(socket.create_connection((LOCALHOST, port), timeout=timeout), path)
 
 
 # -- frames ---------------------------------------------------------------------------------
