@@ -7,7 +7,7 @@ floor, and the Java original's figures side by side, writes everything to
 bench/results/bench_<timestamp>.json, and from that JSON the page of the latest figures,
 docs/measurements/bench.md (the default sitting; any other only with ``--doc PATH``).
 
-    python -m bench                  # 500,000 messages end to end, 3 runs of everything (10-20 min)
+    python -m bench                  # 500,000 messages end to end, 3 runs of everything (several minutes)
     python -m bench --quick          # a smoke run of small counts, 1 run of each (under a minute)
     python -m bench --from-results bench/results/bench_….json   # rewrite the page only
 """
@@ -20,10 +20,9 @@ import json
 import sys
 from pathlib import Path
 
-from bench import doc, end_to_end, server_bench, tcp_floor
+from bench import defaults, doc, end_to_end, server_bench, tcp_floor
 from bench.doc import text_table
-from bench.results import environment, format_spread
-from bench.results import RESULTS_DIR, write_results
+from bench.results import RESULTS_DIR, environment, format_spread, write_results
 from bench.server_bench import BenchError
 from chatflow.arguments import whole_number
 from chatflow.client.config import LoadTestConfig
@@ -33,7 +32,7 @@ FLOOR_THREADS = LoadTestConfig.threads
 
 #: (messages, server_bench messages, server_bench warmup, runs) of --quick and of the full run.
 QUICK = (30_000, 10_000, 2_000, 1)
-FULL = (LoadTestConfig.messages, 200_000, 10_000, 3)
+FULL = (LoadTestConfig.messages, defaults.MESSAGES, defaults.WARMUP, defaults.RUNS)
 
 #: The Java client against the Java server on this kind of machine, 500,000 messages, two
 #: runs, as SPEC §4 gave them when #5 set its targets (SPEC §4 now measures the pairings of
@@ -295,8 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
                              f"(default {FULL[0]:,}, with --quick {QUICK[0]:,})")
     parser.add_argument("--server-messages", type=whole_number(1),
                         help=f"measured messages of each server_bench run (default {FULL[1]:,}, with --quick {QUICK[1]:,})")
-    parser.add_argument("--seed", type=int, default=42, help="the end-to-end client's --seed (default %(default)s)")
-    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds one run may take (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.SEED,
+                        help="the end-to-end client's --seed (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=defaults.END_TO_END_TIMEOUT,
+                        help="seconds one run may take (default %(default)s)")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes (default bench/results)")
     parser.add_argument("--doc", type=Path, metavar="PATH",
                         help=f"the page to write (default: {doc.shown(DOC)} for the default sitting, "

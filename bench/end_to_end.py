@@ -36,9 +36,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.results import RESULTS_DIR, write_results
-from bench.results import environment, format_spread, summarise
-from bench.server_bench import REPO_ROOT, BenchError, server_command, server_running
+from bench import defaults
+from bench.results import REPO_ROOT, RESULTS_DIR, environment, format_spread, summarise, write_results
+from bench.server_bench import BenchError, repeat, server_command, server_running
 from chatflow.arguments import whole_number
 from chatflow.client.config import LoadTestConfig
 from chatflow.server.process import ServerProcess, format_tail
@@ -169,14 +169,10 @@ def figures_of(report: dict, messages: int, cpu_before: tuple[float, float], cpu
 
 def measure(messages: int, runs: int, seed: int, timeout: float) -> dict:
     """``runs`` runs, each on a fresh server process: every run's figures and their spread."""
-    results = []
-    for run in range(1, runs + 1):
-        figures = run_once(messages, seed, timeout)
-        results.append(figures)
-        print(f"end_to_end: {messages:,} messages, run {run}/{runs}: {figures['overall_msg_s']:,.0f} msg/s, "
-              f"server {figures['server_cpu_us_per_message']:.1f} µs/msg, "
-              f"client {figures['client_cpu_us_per_message']:.1f} µs/msg, "
-              f"load average {figures['load_average_after']:.1f}", file=sys.stderr, flush=True)
+    results = repeat(f"end_to_end: {messages:,} messages", runs, lambda: run_once(messages, seed, timeout),
+                     lambda figures: f"{figures['overall_msg_s']:,.0f} msg/s, "
+                                     f"server {figures['server_cpu_us_per_message']:.1f} µs/msg, "
+                                     f"client {figures['client_cpu_us_per_message']:.1f} µs/msg")
     return {
         "messages": messages,
         "seed": seed,
@@ -219,10 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--messages", type=whole_number(1), default=LoadTestConfig.messages,
                         help="messages per run; the warmup keeps its share of 32 × 1,000 in 500,000 "
                              "(default %(default)s)")
-    parser.add_argument("--runs", type=whole_number(1), default=3, help="runs (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=42, help="the client's --seed, the same in every run "
-                                                             "(default %(default)s)")
-    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds one run may take (default %(default)s)")
+    parser.add_argument("--runs", type=whole_number(1), default=defaults.RUNS, help="runs (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.SEED,
+                        help="the client's --seed, the same in every run (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=defaults.END_TO_END_TIMEOUT,
+                        help="seconds one run may take (default %(default)s)")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes (default bench/results)")
     return parser
 

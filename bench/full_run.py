@@ -19,20 +19,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import doc
-from bench.results import environment
+from bench import defaults, doc
+from bench.results import REPO_ROOT, environment
 from chatflow.analysis.cli import write_outputs
 from chatflow.analysis.performance_analyzer import PerformanceAnalyzer
 from chatflow.client.config import LoadTestConfig
 
-REPO = Path(__file__).resolve().parents[1]
 STEM = "full-run"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.full_run", description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=LoadTestConfig.messages)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=defaults.SEED)
     parser.add_argument("--output-dir", type=Path, default=doc.MEASUREMENTS / STEM)
     args = parser.parse_args(argv)
 
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         command = [sys.executable, "run_client.py", "--local", "--quiet", "--seed", str(args.seed),
                    "--messages", str(args.messages), "--output-dir", scratch]
-        run = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
         print(run.stdout, end="")
         if run.returncode != 0:
             print(run.stderr, file=sys.stderr, end="")

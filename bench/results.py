@@ -12,7 +12,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.support.processes import REPO_ROOT  # the checkout: the benchmarks read it from here
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

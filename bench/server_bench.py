@@ -31,24 +31,24 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import defaults
 from bench.results import REPO_ROOT, RESULTS_DIR, environment, summarise, write_results
 from chatflow.arguments import whole_number
 from chatflow.client.plan import split
-from chatflow.server.config import ServerConfig
-from chatflow.server.process import ServerProcess, ServerProcessError
-from tests.support.frames import OPCODE_CLOSE, OPCODE_TEXT, FrameReader, client_frame, handshake
-from tests.support.messages import MESSAGE_SIZE, SUCCESS_KEYS, SUCCESS_TAIL, sized_chat_message
+from chatflow.server.config import DEFAULTS
+from chatflow.server.process import ServerProcess, ServerProcessError, local_server_command
+from chatflow.wire import SUCCESS_TAIL
+from tests.support.frames import OPCODE_CLOSE, OPCODE_TEXT, FrameReader, client_frame, handshaken
+from tests.support.messages import MESSAGE_SIZE, SUCCESS_KEYS, sized_chat_message
 from tests.support.network import LOCALHOST, free_port
 
-ROOMS = ServerConfig.max_rooms
+ROOMS = DEFAULTS.max_rooms
 REPLY_TIMEOUT = 10.0
-#: How long the server has after Ctrl-C, and after SIGTERM, before the next signal.
-STOP_GRACE = 5.0
 
 
 class BenchError(Exception):
@@ -69,9 +69,8 @@ def server_command(command_template: str | None, echo: bool) -> tuple[list[str],
     """The command to run and its port when known: our server by default (port 0, the port
     read from its log line), else the template (``{port}`` in it: a free port)."""
     if command_template is None:
-        command = [sys.executable, "run_server.py", "--host", LOCALHOST, "--port", "0", "--health-port", "0",
-                   "--log-level", "INFO"]  # INFO: the port line is logged at INFO; nothing per message is.
-        return command + (["--echo"] if echo else []), None
+        # INFO: the port line is logged at INFO; nothing per message is.
+        return local_server_command("--log-level", "INFO", *(["--echo"] if echo else []), script="run_server.py"), None
     if "{port}" in command_template:
         port = free_port()
         return shlex.split(command_template.replace("{port}", str(port))), port
@@ -84,12 +83,11 @@ def server_running(command: list[str], port: int | None) -> Iterator[tuple[Serve
     the port it accepts on (read from its ``listening on ws://`` line unless given).
 
     Stopped by Ctrl-C to its process group (as a terminal would: a profiler then writes its
-    output), then SIGTERM, then SIGKILL. CPU and memory are of its whole process tree, so
+    output), then SIGTERM, then SIGKILL, each after the launcher's grace. CPU and memory are of its whole process tree, so
     that a wrapper (``sh -c``, a profiler) still measures the server it runs.
     """
     try:
-        with ServerProcess(command, cwd=REPO_ROOT, stop_signals=(signal.SIGINT, signal.SIGTERM),
-                           grace=STOP_GRACE) as server:
+        with ServerProcess(command, cwd=REPO_ROOT, stop_signals=(signal.SIGINT, signal.SIGTERM)) as server:
             if port is None:
                 port = server.wait_listening("ws").port
             server.wait_accepting(port, LOCALHOST)
@@ -120,13 +118,7 @@ def connect(port: int) -> socket.socket:
 
 def open_websocket(port: int, path: str) -> FrameReader:
     """``connect`` and the opening handshake (RFC 6455 §4.1), checked."""
-    sock = connect(port)
-    try:
-        handshake(sock, path)
-    except BaseException:
-        sock.close()
-        raise
-    return FrameReader(sock)
+    return FrameReader(handshaken(connect(port), path))
 
 
 def check_first_reply(reply: bytes, message: bytes, echo: bool) -> None:
@@ -330,18 +322,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--connections", type=connection_counts, default=[64], metavar="N[,N...]",
                         help="client threads, one connection each; a list runs each (default 64)")
-    parser.add_argument("--messages", type=whole_number(1), default=200_000,
+    parser.add_argument("--messages", type=whole_number(1), default=defaults.MESSAGES,
                         help="measured messages per run, split across the connections (default %(default)s)")
-    parser.add_argument("--warmup", type=whole_number(1), default=10_000,
+    parser.add_argument("--warmup", type=whole_number(1), default=defaults.WARMUP,
                         help="messages before the measured window, at least one per connection (default %(default)s)")
-    parser.add_argument("--runs", type=whole_number(1), default=3, help="runs per connection count (default %(default)s)")
+    parser.add_argument("--runs", type=whole_number(1), default=defaults.RUNS,
+                        help="runs per connection count (default %(default)s)")
     parser.add_argument("--server-cmd", metavar="COMMAND",
                         help="benchmark this command instead of run_server.py; {port} is replaced by a free port, "
                              "without it the port is read from a 'listening on ws://HOST:PORT' line on stderr")
     parser.add_argument("--echo", action="store_true",
                         help="run our server with --echo and expect every reply to equal the message")
     parser.add_argument("--label", help="name of the server in the table and the JSON (default: the command)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds one run may take (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=defaults.RUN_TIMEOUT,
+                        help="seconds one run may take (default %(default)s)")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes (default bench/results)")
     return parser
 
@@ -352,19 +346,27 @@ def server_from(args: argparse.Namespace) -> ServerUnderTest:
     return ServerUnderTest(args.label or args.server_cmd, args.server_cmd)
 
 
+def repeat(what: str, runs: int, run_once: Callable[[], dict], figures: Callable[[dict], str]) -> list[dict]:
+    """``runs`` runs of ``run_once``, their figures in order; after each, a progress line on
+    stderr: ``what``, the run's number, ``figures`` of it and the load average."""
+    results = []
+    for run in range(1, runs + 1):
+        result = run_once()
+        results.append(result)
+        print(f"{what}, run {run}/{runs}: {figures(result)}, load average {result['load_average_after']:.1f}",
+              file=sys.stderr, flush=True)
+    return results
+
+
 def measure(args: argparse.Namespace, server: ServerUnderTest) -> list[dict]:
     """``args.runs`` runs at each connection count, each on a fresh server process: every
     run's figures and their spread, one result per connection count."""
     results = []
     for connections in args.connections:
-        runs = []
-        for run in range(1, args.runs + 1):
-            figures = run_once(args, server, connections)
-            runs.append(figures)
-            print(f"{server.label}: {connections} connection{'s' if connections > 1 else ''}, run {run}/{args.runs}: "
-                  f"{figures['messages_per_second']:,.0f} msg/s, "
-                  f"server {figures['server_cpu_us_per_message']:.1f} µs/msg, "
-                  f"load average {figures['load_average_after']:.1f}", file=sys.stderr, flush=True)
+        runs = repeat(f"{server.label}: {connections} connection{'s' if connections > 1 else ''}", args.runs,
+                      lambda: run_once(args, server, connections),
+                      lambda figures: f"{figures['messages_per_second']:,.0f} msg/s, "
+                                      f"server {figures['server_cpu_us_per_message']:.1f} µs/msg")
         results.append({"server": server.label, "command": server.command, "connections": connections,
                         "messages": args.messages, "warmup": args.warmup, "runs": runs, "summary": summarise(runs)})
     return results

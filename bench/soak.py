@@ -53,6 +53,7 @@ from bench.results import RESULTS_DIR, environment, write_results
 from bench.server_bench import ROOMS, BenchError, server_command, server_running
 from chatflow.arguments import seconds, whole_number
 from chatflow.server.process import ServerProcess
+from chatflow.wire import SUCCESS_TAIL
 from tests.support.frames import (
     MAX_RESPONSE_HEAD,
     OPCODE_CLOSE,
@@ -66,10 +67,9 @@ from tests.support.frames import (
     new_key,
     parse_frame,
 )
-from tests.support.messages import SUCCESS_TAIL, sized_chat_message
-from tests.support.network import LOCALHOST
+from tests.support.messages import sized_chat_message
+from tests.support.network import LOCALHOST, RECV_SIZE
 
-RECV_SIZE = 64 * 1024
 #: How long the server may take to give back its descriptors after a phase.
 SETTLE_TIMEOUT = 30.0
 #: Opening or closing thousands of connections on a busy 2-core machine.

@@ -26,14 +26,16 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import defaults
 from bench.results import RESULTS_DIR, environment, format_spread, summarise, write_results
-from bench.server_bench import REPLY_TIMEOUT, BenchError, Window, connect, run_workers, server_running
+from bench.server_bench import REPLY_TIMEOUT, BenchError, Window, connect, repeat, run_workers, server_running
 from chatflow.arguments import port, whole_number
+from chatflow.client.config import LoadTestConfig
 from chatflow.client.plan import split
+from chatflow.server import listening
 from tests.support.messages import MESSAGE_SIZE, sized_chat_message
-from tests.support.network import LOCALHOST, free_port
+from tests.support.network import LOCALHOST, RECV_SIZE, free_port
 
-RECV_SIZE = 64 * 1024
 LISTEN_BACKLOG = 1024
 
 
@@ -114,7 +116,7 @@ def serve(listen_port: int) -> None:
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, None)
     buffer = memoryview(bytearray(RECV_SIZE))
-    print(f"echo server listening on tcp://{LOCALHOST}:{listener.getsockname()[1]}", file=sys.stderr, flush=True)
+    print(listening.line("echo server", "tcp", LOCALHOST, listener.getsockname()[1]), file=sys.stderr, flush=True)
     while True:
         for key, mask in selector.select():
             conn = key.data
@@ -229,14 +231,10 @@ def run_once(threads: int, messages: int, warmup: int, timeout: float) -> dict:
 
 def measure(threads: int, messages: int, warmup: int, runs: int, timeout: float) -> dict:
     """``runs`` runs, each on a fresh echo server: every run's figures and their spread."""
-    results = []
-    for run in range(1, runs + 1):
-        figures = run_once(threads, messages, warmup, timeout)
-        results.append(figures)
-        print(f"tcp_floor: {threads} threads, run {run}/{runs}: {figures['messages_per_second']:,.0f} msg/s, "
-              f"server {figures['server_cpu_us_per_message']:.1f} µs/msg, "
-              f"client {figures['client_cpu_us_per_message']:.1f} µs/msg, "
-              f"load average {figures['load_average_after']:.1f}", file=sys.stderr, flush=True)
+    results = repeat(f"tcp_floor: {threads} threads", runs, lambda: run_once(threads, messages, warmup, timeout),
+                     lambda figures: f"{figures['messages_per_second']:,.0f} msg/s, "
+                                     f"server {figures['server_cpu_us_per_message']:.1f} µs/msg, "
+                                     f"client {figures['client_cpu_us_per_message']:.1f} µs/msg")
     return {"threads": threads, "messages": messages, "warmup": warmup, "runs": results, "summary": summarise(results)}
 
 
@@ -249,14 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="The experiment's traffic over plain TCP (fixed 160-byte messages echoed by a one-thread "
                     "selector server): what Python threads and the kernel allow on this machine.",
     )
-    parser.add_argument("--threads", type=whole_number(1), default=64,
-                        help="client threads, one connection each (default %(default)s)")
-    parser.add_argument("--messages", type=whole_number(1), default=200_000,
+    parser.add_argument("--threads", type=whole_number(1), default=LoadTestConfig.threads,
+                        help="client threads, one connection each, as the client's main phase (default %(default)s)")
+    parser.add_argument("--messages", type=whole_number(1), default=defaults.MESSAGES,
                         help="measured messages per run, split across the threads (default %(default)s)")
-    parser.add_argument("--warmup", type=whole_number(1), default=10_000,
+    parser.add_argument("--warmup", type=whole_number(1), default=defaults.WARMUP,
                         help="messages before the measured window, at least one per thread (default %(default)s)")
-    parser.add_argument("--runs", type=whole_number(1), default=3, help="runs (default %(default)s)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds one run may take (default %(default)s)")
+    parser.add_argument("--runs", type=whole_number(1), default=defaults.RUNS, help="runs (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=defaults.RUN_TIMEOUT,
+                        help="seconds one run may take (default %(default)s)")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes (default bench/results)")
     parser.add_argument("--serve", type=port, metavar="PORT",
                         help="only run the echo server on 127.0.0.1:PORT (the benchmark starts it this way)")

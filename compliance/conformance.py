@@ -1,7 +1,7 @@
 """WebSocket conformance of ChatFlow's server and client, beside two other servers; writes its page.
 
-Runs Autobahn|Testsuite (the tool in ../shared/tools/autobahn, beside the repository)
-both ways round:
+Runs Autobahn|Testsuite (the tool in $CHATFLOW_AUTOBAHN, else ../shared/tools/autobahn
+beside the repository: ``compliance.autobahn``) both ways round:
 
 - its fuzzing server against the load-testing client's connection,
   ``python -m compliance.autobahn_echo_client`` (``ChatWebSocketClient`` with the load runs'
@@ -38,9 +38,9 @@ import datetime
 import importlib.metadata
 import importlib.util
 import json
-import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -51,17 +51,17 @@ from types import ModuleType
 
 from bench import doc
 from chatflow import __version__ as CHATFLOW_VERSION
-from chatflow.server.process import ServerProcess, ServerProcessError
+from chatflow.server.process import ServerProcess, ServerProcessError, local_server_command
+from compliance import autobahn
+from compliance.autobahn import KNOWN_LIBRARY_FAILURES, TOOL
+from tests.support.processes import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
-TOOL = REPO.parent / "shared" / "tools" / "autobahn"
 DOC = doc.MEASUREMENTS / "conformance.md"
 SUMMARY = "summary.json"
 
 VERDICTS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED", "NOT RUN")
 STOP_TIMEOUT = 10.0
 WEBSOCKET_SERVER_VERSION = "0.6.4"
-NO_NAMESPACE = "cannot create a private network namespace"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,23 +73,16 @@ class EchoPeer:
     command: tuple[str, ...]
 
 
+CHATFLOW_ECHO = EchoPeer("chatflow-echo", "ChatFlow `run_server.py --echo`",
+                         tuple(local_server_command("--echo", script="run_server.py")))
 SERVERS = (
-    EchoPeer("chatflow-echo", "ChatFlow `run_server.py --echo`",
-             (sys.executable, "run_server.py", "--echo", "--host", "127.0.0.1", "--port", "0", "--health-port", "0")),
+    CHATFLOW_ECHO,
     EchoPeer("websockets-sync", "`websockets` sync server, defaults",
              (sys.executable, "-m", "compliance.echo_servers", "websockets")),
     EchoPeer("websocket-server", f"`websocket-server` {WEBSOCKET_SERVER_VERSION}",
              (sys.executable, "-m", "compliance.echo_servers", "websocket-server")),
 )
-CLIENT = EchoPeer("chatflow-client", "ChatFlow `ChatWebSocketClient`",
-                  (sys.executable, "-m", "compliance.autobahn_echo_client"))
-
-#: Server failures that are the `websockets` protocol core's, each with why, for the headline.
-LIBRARY_FAILURES = {
-    "7.1.5": "a Close frame in the middle of a fragmented message, which the library fails with 1002 "
-             "where the suite expects 1000, and which its maintainers hold RFC 6455 allows "
-             "([conformance.md](../conformance.md#reading-the-verdicts))",
-}
+CLIENT = EchoPeer("chatflow-client", "ChatFlow `ChatWebSocketClient`", autobahn.ECHO_CLIENT)
 
 #: SPEC §1.4's example success reply, 197 bytes: what a sender receives for every message.
 SUCCESS_REPLY = (b'{"userId":12345,"username":"user12345","message":"Hello everyone!",'
@@ -138,8 +131,8 @@ class Missing(Exception):
 
 def check_tool() -> None:
     if not (TOOL / "run_fuzzingclient.sh").is_file():
-        raise Missing(f"the Autobahn tool: no {TOOL / 'run_fuzzingclient.sh'} "
-                      "(it belongs at ../shared/tools/autobahn, beside the repository)")
+        raise Missing(f"the Autobahn tool: no {TOOL / 'run_fuzzingclient.sh'} (it belongs at "
+                      f"../shared/tools/autobahn, beside the repository, or where ${autobahn.TOOL_VARIABLE} says)")
 
 
 def check_packages() -> None:
@@ -159,10 +152,10 @@ def check_packages() -> None:
 
 def setup_wstest() -> str:
     """wstest's path, once the tool's setup.sh has its Python 2.7 venv ready."""
-    setup = subprocess.run([str(TOOL / "setup.sh")], capture_output=True, text=True, timeout=900)
-    if setup.returncode == 3:
+    setup = autobahn.setup()
+    if setup.returncode == autobahn.NO_PYTHON2:
         print(f"conformance: {setup.stderr.strip().splitlines()[-1]}", file=sys.stderr)
-        raise SystemExit(3)
+        raise SystemExit(autobahn.NO_PYTHON2)
     if setup.returncode != 0:
         raise Missing(f"a working wstest: the tool's setup.sh failed (exit {setup.returncode}):\n{setup.stderr[-2000:]}")
     return setup.stdout.strip().splitlines()[-1]
@@ -203,7 +196,7 @@ def wsaccel_version() -> str:
 
 def start(server: EchoPeer, log_path: Path) -> tuple[ServerProcess, str]:
     """Start a server and return it with its URL, read from its own log line."""
-    process = ServerProcess(server.command, cwd=REPO, log_path=log_path, grace=STOP_TIMEOUT)
+    process = ServerProcess(server.command, cwd=REPO_ROOT, log_path=log_path, grace=STOP_TIMEOUT)
     try:
         found = process.wait_listening("ws")
     except ServerProcessError as exc:
@@ -218,8 +211,7 @@ def run_server(server: EchoPeer, out: Path, quick: bool, summarize: ModuleType) 
     print(f"== {server.agent} at {url}", flush=True)
     began = time.monotonic()
     try:
-        command = [str(TOOL / "run_fuzzingclient.sh"), url, server.agent, "--out", str(out)]
-        tool = subprocess.run(command + (["--quick"] if quick else []), cwd=REPO)
+        tool = subprocess.run(autobahn.fuzzing_client(url, server.agent, out, quick), cwd=REPO_ROOT)
         died = process.returncode
     finally:
         process.stop()
@@ -236,15 +228,12 @@ def run_client(out: Path, quick: bool, summarize: ModuleType) -> PeerRun:
     """The suite's fuzzing server and the echo client, together in a private network namespace."""
     out.mkdir(parents=True, exist_ok=True)
     print(f"== {CLIENT.agent}", flush=True)
-    # cwd and PYTHONPATH: the client imports the chatflow and compliance packages of this checkout.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
-    command = [str(TOOL / "run_fuzzingserver.sh"), CLIENT.agent, "--out", str(out), *(["--quick"] if quick else []),
-               "--", *CLIENT.command]
+    command = autobahn.fuzzing_server(CLIENT.agent, out, quick, CLIENT.command)
     began = time.monotonic()
-    tool = subprocess.run(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    tool = subprocess.run(command, cwd=REPO_ROOT, env=autobahn.checkout_env(), stderr=subprocess.PIPE, text=True)
     seconds = time.monotonic() - began
     sys.stderr.write(tool.stderr)
-    if tool.returncode == 2 and NO_NAMESPACE in tool.stderr:
+    if tool.returncode == 2 and autobahn.NO_NAMESPACE in tool.stderr:
         raise Missing(f"a private network namespace for the client's run: {tool.stderr.strip().splitlines()[-1]}")
     results = read_results(out, CLIENT.agent, summarize)
     trouble = ""
@@ -423,10 +412,10 @@ def headline(result: Conformance) -> str:
     failed = failed_ids(chatflow)
     if not failed:
         ours = "fails none"
-    elif set(failed) <= LIBRARY_FAILURES.keys():
+    elif set(failed) <= KNOWN_LIBRARY_FAILURES.keys():
         only = "only " if len(failed) == 1 else ""
         ours = (f"fails {only}{', '.join(failed)}, inside the `websockets` protocol core it is built on: "
-                + "; ".join(LIBRARY_FAILURES[case_id] for case_id in failed))
+                + "; ".join(KNOWN_LIBRARY_FAILURES[case_id] for case_id in failed))
     else:
         ours = f"fails {len(failed)}: {compact_ids(failed, [r.case_id for r in chatflow.results])}"
     client_failed = failed_ids(result.client)
@@ -524,7 +513,7 @@ def document(result: Conformance) -> list[str]:
         f"{info['websocket-server']}: the suite's fuzzing client against three echo servers, and its fuzzing "
         "server against ChatFlow's client (*Client*, below).",
         "",
-        "- **ChatFlow**: `run_server.py --echo --host 127.0.0.1 --port 0 --health-port 0`, the chat "
+        f"- **ChatFlow**: `{shlex.join(CHATFLOW_ECHO.command[1:])}`, the chat "
         "server's transport with an echo handler in place of chat, every limit at its `--echo` default.",
         "- **`websockets`**: `python -m compliance.echo_servers websockets`, the library's sync server "
         "(`websockets.sync.server.serve`) with every default.",
@@ -544,7 +533,8 @@ def document(result: Conformance) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m compliance.conformance", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="247 cases per peer instead of the full 517")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{autobahn.QUICK_CASES} cases per peer instead of the full 517")
     parser.add_argument("--reports", type=Path, help="where the wstest reports go (default: a new temporary directory)")
     parser.add_argument("--from-reports", type=Path, metavar="DIR",
                         help="run nothing: write the document from the reports of a past run")

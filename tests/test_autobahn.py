@@ -22,42 +22,29 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ListeningServer, server_process
-
-REPO = Path(__file__).resolve().parents[1]
-#: The tool's folder: $CHATFLOW_AUTOBAHN, or ../shared/tools/autobahn beside the repository.
-#: CI sets the variable, so that a missing tool fails there; a clone on its own skips.
-TOOL_VARIABLE = "CHATFLOW_AUTOBAHN"
-TOOL = Path(os.environ.get(TOOL_VARIABLE) or REPO.parent / "shared" / "tools" / "autobahn")
-
-QUICK_CASES = 247
-NO_NAMESPACE = "cannot create a private network namespace"
+from compliance import autobahn
+from compliance.autobahn import KNOWN_LIBRARY_FAILURES, QUICK_CASES, TOOL, TOOL_VARIABLE
+from tests.support.processes import REPO_ROOT, ListeningServer, server_process
 
 #: Verdicts that conform to RFC 6455 (NON-STRICT and INFORMATIONAL: the RFC allows it).
 CONFORMANT = {"OK", "NON-STRICT", "INFORMATIONAL"}
 
-#: Cases that fail inside the `websockets` protocol core, not in ChatFlow's code, one reason each.
-KNOWN_LIBRARY_FAILURES = {
-    "7.1.5": "a Close frame in the middle of a fragmented message is a protocol error to "
-             "websockets/protocol.py (1002 'incomplete fragmented message'); the suite expects 1000",
-}
-
 
 @pytest.fixture(scope="module")
 def wstest() -> None:
-    """The tool's wstest venv, built on first use; a skip where it cannot be."""
+    """The tool's wstest venv, built on first use; a skip where it cannot be (CI sets
+    $CHATFLOW_AUTOBAHN, so that a missing tool fails there; a clone on its own skips)."""
     if not (TOOL / "setup.sh").is_file():
         missing = f"Autobahn|Testsuite not found at {TOOL} (set {TOOL_VARIABLE} to its folder)"
         assert TOOL_VARIABLE not in os.environ, missing
         pytest.skip(missing)
-    setup = subprocess.run([str(TOOL / "setup.sh")], capture_output=True, text=True, timeout=900)
-    if setup.returncode == 3:
+    setup = autobahn.setup()
+    if setup.returncode == autobahn.NO_PYTHON2:
         pytest.skip(setup.stderr.strip().splitlines()[-1])
     assert setup.returncode == 0, setup.stderr[-3000:]
 
@@ -84,10 +71,8 @@ def verdicts_of(reports: Path, agent: str, output: str) -> dict[str, str]:
 def test_echo_endpoint_conforms_to_rfc6455_quick_set(wstest, echo_server, tmp_path):
     url, server, log_path = echo_server
     reports = tmp_path / "reports"
-    run = subprocess.run(
-        [str(TOOL / "run_fuzzingclient.sh"), url, "chatflow-echo", "--quick", "--out", str(reports)],
-        capture_output=True, text=True, timeout=540,
-    )
+    run = subprocess.run(autobahn.fuzzing_client(url, "chatflow-echo", reports, quick=True),
+                         capture_output=True, text=True, timeout=540)
     output = run.stdout[-6000:] + run.stderr[-2000:]
     # 0: nothing FAILED; 1: something FAILED or did not run, judged below. Anything else: wstest broke.
     assert run.returncode in (0, 1), output
@@ -105,13 +90,9 @@ def test_echo_endpoint_conforms_to_rfc6455_quick_set(wstest, echo_server, tmp_pa
 @pytest.mark.timeout(600)
 def test_load_client_connection_conforms_to_rfc6455_quick_set(wstest, tmp_path):
     reports = tmp_path / "reports"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
-    run = subprocess.run(
-        [str(TOOL / "run_fuzzingserver.sh"), "chatflow-client", "--quick", "--out", str(reports),
-         "--", sys.executable, "-m", "compliance.autobahn_echo_client"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=540,
-    )
-    if run.returncode == 2 and NO_NAMESPACE in run.stderr:
+    run = subprocess.run(autobahn.fuzzing_server("chatflow-client", reports, quick=True),
+                         cwd=REPO_ROOT, env=autobahn.checkout_env(), capture_output=True, text=True, timeout=540)
+    if run.returncode == 2 and autobahn.NO_NAMESPACE in run.stderr:
         pytest.skip(run.stderr.strip().splitlines()[-1])
     client_log = reports / "client.log"
     output = (run.stdout[-6000:] + run.stderr[-2000:]

@@ -20,9 +20,9 @@ from chatflow.server.config import KiB, ServerLimits
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
 from chatflow.timestamps import format_instant, now_ms
 from tests.support.clients import close, connect, connected, receive_close, round_trip
-from tests.support.frames import raw_handshake
+from tests.support.frames import parse_frame, raw_handshake
 from tests.support.messages import ERROR_KEYS, SUCCESS_KEYS, WIRE_INSTANT, chat_message_json
-from tests.support.network import LOCALHOST
+from tests.support.network import LOCALHOST, read_to_end
 from tests.support.servers import RunningServer, chat_handler, serving
 from tests.support.waiting import DEFAULT_TIMEOUT, wait_until
 
@@ -338,17 +338,15 @@ def test_client_ping_gets_a_pong_with_the_same_payload(chat_url: str) -> None:
 
 
 def read_server_frames(sock: socket.socket, limit: int = 10) -> list[tuple[int, bytes]]:
-    """Unmasked frames with short payloads, as the server sends pings and closes, until EOF."""
-    data = bytearray()
-    while chunk := sock.recv(4096):
-        data += chunk
-        assert len(data) < 4096, "more than a ping and a close"
-    frames = []
-    while data and len(frames) < limit:
-        opcode, length = data[0] & 0x0F, data[1]
-        assert length < 126
-        frames.append((opcode, bytes(data[2 : 2 + length])))
-        del data[: 2 + length]
+    """The server's frames until it ends the stream: here a ping or a few, then a close."""
+    data = read_to_end(sock)
+    assert len(data) < 4096, "more than a ping and a close"
+    frames, offset = [], 0
+    while (frame := parse_frame(data, offset)) is not None:
+        opcode, payload, offset = frame
+        frames.append((opcode, payload))
+        assert len(frames) <= limit, f"more than {limit} frames"
+    assert offset == len(data), f"a frame cut short: {data[offset:offset + 64]!r}"
     return frames
 
 

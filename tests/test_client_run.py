@@ -18,11 +18,11 @@ from chatflow.client.run import LoadTest
 from chatflow.client.summary import format_summary, verdict
 from chatflow.metrics import Status
 from tests.support.client_runs import BackgroundRun
+from tests.support.messages import WIRE_INSTANT
 from tests.support.servers import RecordingChatHandler, chat_handler, serving
 from tests.support.waiting import wait_until
 
 WIRE_KEYS = ["userId", "username", "message", "timestamp", "messageType"]
-WIRE_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 ROOM_PATH = re.compile(r"/chat/([0-9]+)")
 PROBE_MESSAGES = 20
 #: The probe sends this many before it starts measuring.
@@ -107,7 +107,7 @@ def test_what_the_client_sends_is_the_java_wire_format(recorded_run) -> None:
         assert isinstance(fields, dict)
         assert list(fields) == WIRE_KEYS, text
         assert text == json.dumps(fields, separators=(",", ":"), ensure_ascii=False), text
-        assert WIRE_TIMESTAMP.match(fields["timestamp"]), text
+        assert WIRE_INSTANT.fullmatch(fields["timestamp"]), text
         assert type(fields["userId"]) is int and fields["username"] == f"user{fields['userId']}"
     # The run's messages are the generator's mix, not one message repeated.
     types = Counter(json.loads(text)["messageType"] for text in texts)

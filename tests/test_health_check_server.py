@@ -7,16 +7,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from chatflow.server.config import DEFAULTS
 from chatflow.server.health_check_server import HealthCheckServer
 from tests.support.network import LOCALHOST
-from tests.support.servers import SERVER_DEFAULTS
 from tests.support.waiting import DEFAULT_TIMEOUT
 
 
 @pytest.fixture(scope="module")
 def health_port() -> Iterator[int]:
     """One server for the module: stopping one takes up to its 0.5 s poll interval."""
-    server = HealthCheckServer(host=LOCALHOST, port=0, idle_timeout=SERVER_DEFAULTS.health_idle_timeout)
+    server = HealthCheckServer(host=LOCALHOST, port=0, idle_timeout=DEFAULTS.health_idle_timeout)
     server.start()
     try:
         yield server.address[1]
@@ -73,7 +73,7 @@ def test_post_to_another_path_is_not_found(health_port: int) -> None:
 
 def test_verbose_adds_the_details_after_the_status() -> None:
     figures = {"connections": 3, "rooms": {1: 2, 7: 1}}
-    server = HealthCheckServer(host=LOCALHOST, port=0, idle_timeout=SERVER_DEFAULTS.health_idle_timeout,
+    server = HealthCheckServer(host=LOCALHOST, port=0, idle_timeout=DEFAULTS.health_idle_timeout,
                                details=lambda: figures)
     server.start()
     try:
@@ -95,7 +95,7 @@ def test_verbose_without_details_is_the_plain_status(health_port: int) -> None:
 
 
 def test_stop_releases_the_port() -> None:
-    server = HealthCheckServer(host=LOCALHOST, port=0, idle_timeout=SERVER_DEFAULTS.health_idle_timeout)
+    server = HealthCheckServer(host=LOCALHOST, port=0, idle_timeout=DEFAULTS.health_idle_timeout)
     server.start()
     port = server.address[1]
     server.stop()

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 import pytest
 import websocket
 
-from chatflow.server.config import ECHO_LIMITS, KiB, ServerConfig, ServerLimits
+from chatflow.server.config import DEFAULTS, ECHO_LIMITS, KiB, ServerConfig, ServerLimits
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
 from chatflow.server.health_check_server import HealthCheckServer
 from chatflow.server.main import build_parser, config_from, limits_from
@@ -48,7 +48,7 @@ from tests.support.memory import traced_memory
 from tests.support.messages import chat_message_json
 from tests.support.network import LOCALHOST, MAX_READ, read_to_end, recv_exactly
 from tests.support.processes import server_process
-from tests.support.servers import SERVER_DEFAULTS, RunningServer, chat_handler, serving
+from tests.support.servers import RunningServer, chat_handler, serving
 from tests.support.waiting import DEFAULT_TIMEOUT, wait_until
 
 #: Short, so that the slow-client tests are quick; the bystander is never that slow.
@@ -249,7 +249,7 @@ class StallingChat(ChatWebSocketServer):
     that everything the test sends meanwhile is ready at the same wake-up."""
 
     def __init__(self) -> None:
-        super().__init__(max_rooms=SERVER_DEFAULTS.max_rooms)
+        super().__init__(max_rooms=DEFAULTS.max_rooms)
         self.stalled, self.release = threading.Event(), threading.Event()
 
     def on_text(self, conn: Connection, text: str) -> None:
@@ -296,7 +296,7 @@ def test_frames_behind_a_refused_handshake_reach_no_handler() -> None:
             seen.append(text)
             super().on_text(conn, text)
 
-    with serving(Recording(max_rooms=SERVER_DEFAULTS.max_rooms), ServerLimits(max_connections=0)) as running:
+    with serving(Recording(max_rooms=DEFAULTS.max_rooms), ServerLimits(max_connections=0)) as running:
         with socket.create_connection((LOCALHOST, running.port), timeout=DEFAULT_TIMEOUT) as sock:
             sock.sendall(handshake_request("/chat/2") + client_frame(OPCODE_TEXT, chat_message_json().encode()))
             response = read_to_end(sock)

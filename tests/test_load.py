@@ -14,10 +14,10 @@ import threading
 
 import websocket
 
-from chatflow.server.config import MiB
+from chatflow.server.config import DEFAULTS, MiB
 from tests.support.clients import close, connect, connected, round_trip
 from tests.support.messages import chat_message_json
-from tests.support.servers import SERVER_DEFAULTS, RunningServer
+from tests.support.servers import RunningServer
 from tests.support.waiting import wait_until
 
 CONNECTIONS = 300
@@ -28,7 +28,7 @@ CHURN_WARMUP = 100
 #: What 1,000 cycles may add to this process's resident memory (the server's and the
 #: clients'). A leak of one socket object per cycle would be several times this.
 CHURN_RSS_GROWTH = 4 * MiB
-ROOMS = SERVER_DEFAULTS.max_rooms
+ROOMS = DEFAULTS.max_rooms
 
 
 def rss_bytes() -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -13,14 +12,12 @@ from hypothesis import strategies as st
 
 from chatflow.server.message_handler import error_reply, handle_binary, handle_text
 from chatflow.timestamps import now_ms, parse_instant
+from tests.support.messages import ERROR_KEYS, SUCCESS_KEYS, WIRE_INSTANT
 
 #: 2026-02-13T10:30:00.123Z, the server's clock in every test.
 SERVER_MS = 1_770_978_600_123
 SERVER_TEXT = "2026-02-13T10:30:00.123Z"
 
-WIRE_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
-SUCCESS_KEYS = ["userId", "username", "message", "clientTimestamp", "serverTimestamp", "messageType", "status"]
-ERROR_KEYS = ["status", "timestamp", "errors"]
 FIELD_ERRORS = {
     "userId is required",
     "userId must be between 1 and 100000",
@@ -141,7 +138,7 @@ def test_default_clock_is_now() -> None:
     before = now_ms()
     reply = json.loads(handle_text(VALID_TEXT))
     after = now_ms()
-    assert WIRE_TIMESTAMP.fullmatch(reply["serverTimestamp"])
+    assert WIRE_INSTANT.fullmatch(reply["serverTimestamp"])
     assert before <= parse_instant(reply["serverTimestamp"]) <= after
 
 
@@ -274,7 +271,7 @@ def assert_well_formed(raw: bytes) -> dict[str, Any]:
         assert list(reply) == SUCCESS_KEYS
         assert type(reply["userId"]) is int and 1 <= reply["userId"] <= 100_000
         assert reply["messageType"] in ("TEXT", "JOIN", "LEAVE")
-        assert WIRE_TIMESTAMP.fullmatch(reply["clientTimestamp"])
+        assert WIRE_INSTANT.fullmatch(reply["clientTimestamp"])
         assert reply["serverTimestamp"] == SERVER_TEXT
     else:
         assert list(reply) == ERROR_KEYS

@@ -14,10 +14,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from chatflow.server.process import OutputLines, ServerProcess, ServerProcessError
+from chatflow.server.process import START_TIMEOUT, OutputLines, ServerProcess, ServerProcessError
 from tests.support.network import LOCALHOST, free_port
-from tests.support.processes import REPO_ROOT, server_command
-from tests.support.waiting import DEFAULT_TIMEOUT, STARTUP_TIMEOUT, wait_until
+from tests.support.processes import REPO_ROOT, run_server_on_loopback
+from tests.support.waiting import DEFAULT_TIMEOUT, wait_until
 
 
 def python(code: str) -> list[str]:
@@ -26,10 +26,9 @@ def python(code: str) -> list[str]:
 
 
 def test_learns_both_ports_from_the_listening_lines_and_stops_with_sigterm() -> None:
-    command = server_command("--host", LOCALHOST, "--port", "0", "--health-port", "0")
-    with ServerProcess(command, cwd=REPO_ROOT) as server:
-        ws = server.wait_listening("ws", STARTUP_TIMEOUT)
-        http = server.wait_listening("http", STARTUP_TIMEOUT)
+    with ServerProcess(run_server_on_loopback(), cwd=REPO_ROOT) as server:
+        ws = server.wait_listening("ws")
+        http = server.wait_listening("http")
         assert (ws.scheme, ws.host, http.scheme) == ("ws", LOCALHOST, "http")
         assert ws.port != http.port and 0 < ws.port < 65536
         server.wait_accepting(ws.port)
@@ -49,7 +48,7 @@ def test_a_command_that_exits_is_an_error_with_its_status_and_stderr() -> None:
         sys.exit(3)
     """)
     with ServerProcess(command) as server, pytest.raises(ServerProcessError) as failed:
-        server.wait_listening("ws", STARTUP_TIMEOUT)
+        server.wait_listening("ws")
     assert failed.value.reason == "the server exited with status 3"
     assert failed.value.tail == ["cannot listen: something is wrong"]
     assert str(failed.value) == "the server exited with status 3\n  | cannot listen: something is wrong"
@@ -70,7 +69,7 @@ def test_no_listening_line_before_the_deadline_is_an_error_and_a_stubborn_comman
         time.sleep(60)
     """)
     with ServerProcess(command, grace=0.5) as server:
-        assert server.stderr.wait_for(lambda line: line == "ignoring SIGTERM", STARTUP_TIMEOUT)
+        assert server.stderr.wait_for(lambda line: line == "ignoring SIGTERM", START_TIMEOUT)
         with pytest.raises(ServerProcessError) as failed:
             server.wait_listening("ws", timeout=0.2)
         assert failed.value.reason == "the server logged no 'listening on ws://HOST:PORT' line within 0.2 s"
@@ -89,13 +88,13 @@ def test_a_command_told_its_port_is_waited_for_until_it_accepts() -> None:
         time.sleep(60)
     """)
     with ServerProcess(command) as server:
-        server.wait_accepting(port, LOCALHOST, STARTUP_TIMEOUT)
+        server.wait_accepting(port, LOCALHOST)
     with ServerProcess(python("import time; time.sleep(60)")) as server, pytest.raises(ServerProcessError) as failed:
         server.wait_accepting(free_port(), LOCALHOST, timeout=0.2)
     assert failed.value.reason.startswith(f"the server is not accepting on {LOCALHOST}:")
 
 
-def test_its_whole_process_tree_is_measured_and_signalled(tmp_path: Path) -> None:
+def test_its_whole_process_tree_is_measured_and_signalled() -> None:
     """A wrapper (here ``sh -c``) still measures and stops the server it starts."""
     child = python("""
         import os, sys, time
@@ -108,7 +107,7 @@ def test_its_whole_process_tree_is_measured_and_signalled(tmp_path: Path) -> Non
     command = ["sh", "-c", " ".join(f"'{part}'" for part in child) + "; exit 0"]
     with ServerProcess(command) as server:
         assert os.getpgid(server.pid) == server.pid  # its own process group
-        line = server.stderr.wait_for(lambda line: line.startswith("busy child") and line, STARTUP_TIMEOUT)
+        line = server.stderr.wait_for(lambda line: line.startswith("busy child") and line, START_TIMEOUT)
         assert line, server.stderr.text
         child_pid = int(line.split()[2])
         user, system = server.cpu_seconds()
@@ -139,10 +138,10 @@ def test_outside_its_own_group_it_shares_the_callers_and_the_log_keeps_every_lin
 
 def test_wait_for_a_line_that_never_comes_ends_with_the_stream() -> None:
     with ServerProcess(python("print('only line', file=__import__('sys').stderr)")) as server:
-        assert server.stderr.wait_for(lambda line: "never" in line, STARTUP_TIMEOUT) is None
+        assert server.stderr.wait_for(lambda line: "never" in line, START_TIMEOUT) is None
         assert server.stderr.ended
         with pytest.raises(ServerProcessError, match="exited with status 0"):
-            server.wait_listening("ws", STARTUP_TIMEOUT)
+            server.wait_listening("ws")
 
 
 def test_output_lines_follow_any_stream(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from the code under test.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -14,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatflow.timestamps import MAX_EPOCH_MS, MIN_EPOCH_MS, format_instant, now_ms, parse_instant
+from tests.support.messages import WIRE_INSTANT
 
-WIRE_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 ONE_MS = timedelta(milliseconds=1)
 
@@ -52,7 +51,7 @@ def test_known_instant_matches_datetime() -> None:
 )
 def test_format_instant(epoch_ms: int, text: str) -> None:
     assert format_instant(epoch_ms) == text
-    assert WIRE_FORMAT.fullmatch(format_instant(epoch_ms))
+    assert WIRE_INSTANT.fullmatch(format_instant(epoch_ms))
 
 
 def test_format_instant_same_second_different_millis() -> None:
@@ -83,7 +82,7 @@ def test_format_instant_agrees_with_datetime(epoch_ms: int) -> None:
     expected = f"{moment.year:04d}" + expected[expected.index("-"):]
     text = format_instant(epoch_ms)
     assert text == expected
-    assert WIRE_FORMAT.fullmatch(text)
+    assert WIRE_INSTANT.fullmatch(text)
     assert parse_instant(text) == epoch_ms
 
 

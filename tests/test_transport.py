@@ -28,6 +28,8 @@ from chatflow.server.transport.connection import Admission
 from chatflow.server.transport.handshake import handshake_response
 from chatflow.server.transport.loop import RECV_SIZE
 from chatflow.server.transport.output import OutputBuffer
+from tests.support.frames import SAMPLE_KEY
+from tests.support.network import LOCALHOST
 from tests.support.waiting import DEFAULT_TIMEOUT
 
 TEXT, BINARY, CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
@@ -145,8 +147,8 @@ def test_a_peer_that_is_gone_raises_and_clear_forgets_everything(sockets) -> Non
 
 def opening_request(version: str = "13") -> Request:
     return Request("/chat/1", Headers({
-        "Host": "127.0.0.1", "Upgrade": "websocket", "Connection": "Upgrade",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": version,
+        "Host": LOCALHOST, "Upgrade": "websocket", "Connection": "Upgrade",
+        "Sec-WebSocket-Key": SAMPLE_KEY, "Sec-WebSocket-Version": version,
     }))
 
 
@@ -232,7 +234,7 @@ class Driven:
 
     def __init__(self, sock: socket.socket, recorder: Recorder, limits: ServerLimits) -> None:
         self.buffer = memoryview(bytearray(RECV_SIZE))
-        self.conn = Connection(sock, ("127.0.0.1", 0), handler=recorder, limits=limits, admission=Admission(10),
+        self.conn = Connection(sock, (LOCALHOST, 0), handler=recorder, limits=limits, admission=Admission(10),
                                now=0.0, watch=recorder.watch, forget=recorder.forget)
 
     def wake_up(self, now: float = 0.0) -> None:

@@ -7,13 +7,13 @@ the client's GIL and both figures would be wrong.
 from __future__ import annotations
 
 import signal
-import sys
 from pathlib import Path
 
-from chatflow.server.process import START_TIMEOUT, ServerProcess, ServerProcessError
+from chatflow.server.process import LOOPBACK, START_TIMEOUT, ServerProcess, ServerProcessError, local_server_command
 
-#: How long the server may take to stop after SIGTERM before it is killed.
-STOP_GRACE = 10.0
+#: How long the server may take to stop after SIGTERM before it is killed: the client's
+#: own bound, more generous than the launcher's STOP_GRACE.
+LOCAL_STOP_GRACE = 10.0
 #: Lines of the server's stderr that a failed start quotes.
 DETAIL_LINES = 5
 
@@ -37,9 +37,8 @@ class LocalServer:
     def __enter__(self) -> LocalServer:
         try:
             self.process = ServerProcess(
-                [sys.executable, "-m", "chatflow.server.main", "--host", "127.0.0.1",
-                 "--port", "0", "--health-port", "0", "--log-level", "INFO"],
-                log_path=self.log_path, own_process_group=False, stop_signals=(signal.SIGTERM,), grace=STOP_GRACE,
+                local_server_command("--log-level", "INFO"), log_path=self.log_path, own_process_group=False,
+                stop_signals=(signal.SIGTERM,), grace=LOCAL_STOP_GRACE,
             )
         except ServerProcessError as exc:
             raise LocalServerError(f"the local server did not start: {exc.reason}") from None
@@ -53,7 +52,7 @@ class LocalServer:
             # Ctrl-C while waiting: the server must not outlive the client.
             self.__exit__(None, None, None)
             raise
-        self.url = f"ws://127.0.0.1:{port}"
+        self.url = f"ws://{LOOPBACK}:{port}"
         return self
 
     @property

@@ -4,7 +4,8 @@ its CPU and memory read, and stopped.
 The one launcher for everyone who runs a server beside them: the client's ``--local``,
 the tests and the benchmarks. The command is any list (``run_server.py``, a wrapper, a
 profiler, another implementation); what it runs is measured as a process tree, so that
-a wrapper still measures the server it starts.
+a wrapper still measures the server it starts. ``local_server_command`` is ChatFlow's
+own server on loopback and free ports, as each of them starts it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +28,8 @@ from chatflow.server import listening
 
 T = TypeVar("T")
 
+#: Where a server started beside its caller listens.
+LOOPBACK = "127.0.0.1"
 #: Lines of a child's output kept for error messages and for ``wait_for``.
 KEPT_LINES = 1000
 #: Lines of stderr an error message ends with.
@@ -38,6 +42,17 @@ STOP_GRACE = 5.0
 CONNECT_POLL = 0.05
 #: Processes looked at in one tree, at most.
 MAX_TREE = 1000
+
+
+def local_server_command(*extra: str, script: str | Path | None = None) -> list[str]:
+    """ChatFlow's server on 127.0.0.1 with ports the kernel picks (its listening lines say
+    which), then ``extra``; they come last, so an option there overrides.
+
+    It runs as ``python -m chatflow.server.main``, the installed package's, or as
+    ``python script`` (``run_server.py``, as a user starts it from a checkout).
+    """
+    program = [sys.executable, "-m", "chatflow.server.main"] if script is None else [sys.executable, str(script)]
+    return [*program, "--host", LOOPBACK, "--port", "0", "--health-port", "0", *extra]
 
 
 class ServerProcessError(Exception):
@@ -207,7 +222,7 @@ class ServerProcess:
         self._check_running()
         raise self._error(f"logged no 'listening on {scheme}://HOST:PORT' line within {timeout:g} s")
 
-    def wait_accepting(self, port: int, host: str = "127.0.0.1", timeout: float = START_TIMEOUT) -> None:
+    def wait_accepting(self, port: int, host: str = LOOPBACK, timeout: float = START_TIMEOUT) -> None:
         """Until a TCP connection to ``host:port`` is accepted (for a command told its port)."""
         deadline = time.monotonic() + timeout
         while True:

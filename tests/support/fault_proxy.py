@@ -27,9 +27,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from tests.support.frames import OPCODE_TEXT, parse_frame
-from tests.support.network import LOCALHOST
+from tests.support.network import LOCALHOST, RECV_SIZE
 
-READ_SIZE = 64 * 1024
 #: The selector's longest sleep: how soon a stop request is seen.
 POLL = 0.05
 #: A send to a peer that does not read for this long ends the connection.
@@ -219,7 +218,7 @@ class FaultProxy:
     def _read(self, link: Link, to_server: bool) -> None:
         source = link.client if to_server else link.server
         try:
-            data = source.recv(READ_SIZE)
+            data = source.recv(RECV_SIZE)
         except OSError as exc:
             self._end(link, f"error: {exc}")
             return

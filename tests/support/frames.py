@@ -14,7 +14,8 @@ import hashlib
 import os
 import socket
 
-from tests.support.network import LOCALHOST, MAX_READ
+from tests.support.network import LOCALHOST, MAX_READ, RECV_SIZE
+from tests.support.waiting import DEFAULT_TIMEOUT
 
 OPCODE_CONT, OPCODE_TEXT, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG = 0x0, 0x1, 0x8, 0x9, 0xA
 #: RFC 6455 §1.3's example key, for a request whose key does not matter.
@@ -25,7 +26,6 @@ WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_FRAME_LENGTH = MAX_READ
 #: The longest handshake response a reader waits for.
 MAX_RESPONSE_HEAD = 16 * 1024
-RECV_SIZE = 64 * 1024
 #: Frames a reader skips (pings answered, pongs) looking for the one it wants.
 MAX_SKIPPED_FRAMES = 8
 
@@ -89,16 +89,20 @@ def handshake(sock: socket.socket, path: str = "/chat/1", key: str | None = None
     check_response(bytes(response[:-4]), key)
 
 
-def raw_handshake(port: int, path: str = "/chat/1", timeout: float = 5.0) -> socket.socket:
-    """A plain TCP socket to 127.0.0.1:``port`` that has completed the opening handshake,
-    with ``timeout`` on every later call."""
-    sock = socket.create_connection((LOCALHOST, port), timeout=timeout)
+def handshaken(sock: socket.socket, path: str = "/chat/1") -> socket.socket:
+    """``sock`` once ``handshake`` has succeeded on it; closed if it has not."""
     try:
         handshake(sock, path)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def raw_handshake(port: int, path: str = "/chat/1", timeout: float = DEFAULT_TIMEOUT) -> socket.socket:
+    """A plain TCP socket to 127.0.0.1:``port`` that has completed the opening handshake,
+    with ``timeout`` on every later call."""
+    return handshaken(socket.create_connection((LOCALHOST, port), timeout=timeout), path)
 
 
 # -- frames ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import socket
 LOCALHOST = "127.0.0.1"
 #: More than any response or run of frames a test expects from the server.
 MAX_READ = 256 * 1024
+#: What one ``recv`` asks for, wherever tests, benchmarks and the fault proxy read a socket.
 RECV_SIZE = 64 * 1024
 
 

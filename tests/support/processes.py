@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatflow.server.process import ServerProcess
+from chatflow.server.process import START_TIMEOUT, ServerProcess, local_server_command
 from tests.support.network import LOCALHOST
-from tests.support.waiting import DEFAULT_TIMEOUT, STARTUP_TIMEOUT
+from tests.support.waiting import DEFAULT_TIMEOUT
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_SERVER = REPO_ROOT / "run_server.py"
@@ -40,7 +40,13 @@ class ListeningServer:
 
 
 def server_command(*args: str) -> list[str]:
+    """``run_server.py args``."""
     return [sys.executable, str(RUN_SERVER), *args]
+
+
+def run_server_on_loopback(*args: str) -> list[str]:
+    """``run_server.py`` on 127.0.0.1 and free ports, then ``args``."""
+    return local_server_command(*args, script=RUN_SERVER)
 
 
 def with_fd_limit(limit: int, command: list[str]) -> list[str]:
@@ -52,7 +58,7 @@ def with_fd_limit(limit: int, command: list[str]) -> list[str]:
 
 
 @contextmanager
-def server_process(*args: str, timeout: float = STARTUP_TIMEOUT, fd_limit: int | None = None,
+def server_process(*args: str, timeout: float = START_TIMEOUT, fd_limit: int | None = None,
                    log_path: Path | None = None) -> Iterator[ListeningServer]:
     """Start ``run_server.py`` on 127.0.0.1, free ports, plus ``args``; wait until it listens.
 
@@ -60,7 +66,7 @@ def server_process(*args: str, timeout: float = STARTUP_TIMEOUT, fd_limit: int |
     its RLIMIT_NOFILE; ``log_path`` keeps its whole stderr. The process is killed on the way
     out if the test left it running.
     """
-    command = server_command("--host", LOCALHOST, "--port", "0", "--health-port", "0", *args)
+    command = run_server_on_loopback(*args)
     if fd_limit is not None:
         command = with_fd_limit(fd_limit, command)
     with ServerProcess(command, cwd=REPO_ROOT, log_path=log_path, stop_signals=(signal.SIGKILL,),
@@ -70,7 +76,7 @@ def server_process(*args: str, timeout: float = STARTUP_TIMEOUT, fd_limit: int |
         yield ListeningServer(process, chat_port, health_port)
 
 
-def run_server_to_exit(*args: str, timeout: float = STARTUP_TIMEOUT) -> subprocess.CompletedProcess[str]:
+def run_server_to_exit(*args: str, timeout: float = START_TIMEOUT) -> subprocess.CompletedProcess[str]:
     """Run ``run_server.py args`` for a command that must end by itself (errors, --help)."""
     return subprocess.run(server_command(*args), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout)

@@ -8,12 +8,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
-from chatflow.server.config import ServerConfig, ServerLimits
+from chatflow.server.config import DEFAULTS, ServerLimits
 from chatflow.server.transport import Connection, Handler, WebSocketServer
 from tests.support.network import LOCALHOST
-
-#: The server's defaults, as run_server.py starts with them.
-SERVER_DEFAULTS = ServerConfig()
 
 
 @dataclass
@@ -31,14 +28,14 @@ class RunningServer:
 
 def chat_handler() -> ChatWebSocketServer:
     """The chat application with the server's default rooms."""
-    return ChatWebSocketServer(max_rooms=SERVER_DEFAULTS.max_rooms)
+    return ChatWebSocketServer(max_rooms=DEFAULTS.max_rooms)
 
 
 @contextmanager
-def serving(handler: Handler, limits: ServerLimits = SERVER_DEFAULTS.limits) -> Iterator[RunningServer]:
+def serving(handler: Handler, limits: ServerLimits = DEFAULTS.limits) -> Iterator[RunningServer]:
     """Run ``handler`` behind a WebSocketServer on a free port for the ``with`` body."""
     server = WebSocketServer(handler, host=LOCALHOST, port=0, limits=limits,
-                             shutdown_grace=SERVER_DEFAULTS.shutdown_grace)
+                             shutdown_grace=DEFAULTS.shutdown_grace)
     server.start()
     try:
         yield RunningServer(server, handler, f"ws://{LOCALHOST}:{server.address[1]}")

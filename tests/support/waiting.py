@@ -1,7 +1,8 @@
 """Deadlines: how long a test waits, and waiting on a condition instead of sleeping.
 
 Nothing sleeps and hopes: every wait is on a condition, each with a deadline, so that a
-condition that never comes fails the test instead of hanging it.
+condition that never comes fails the test instead of hanging it. How long a server
+process may take to start is the launcher's (``chatflow.server.process.START_TIMEOUT``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ T = TypeVar("T")
 
 #: Long enough for a loaded 2-core machine, short enough that a hang fails fast.
 DEFAULT_TIMEOUT = 5.0
-#: How long a server process may take to import and bind before a test gives up.
-STARTUP_TIMEOUT = 15.0
 
 
 def wait_until(predicate: Callable[[], T], timeout: float = DEFAULT_TIMEOUT, interval: float = 0.01,
