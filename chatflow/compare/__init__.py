@@ -1,0 +1,1 @@
+"""The classroom comparison: both implementations, four pairings, one report."""
