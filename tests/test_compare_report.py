@@ -30,11 +30,13 @@ def ratio(median: float, low: float | None = None, high: float | None = None) ->
     return {"median": median, "min": median if low is None else low, "max": median if high is None else high}
 
 
-def ratios(server: float | None, client: float | None) -> dict[str, dict]:
-    return {"server": {"numerator": "op", "denominator": "oo",
-                       "msg_s": None if server is None else ratio(server)},
-            "client": {"numerator": "po", "denominator": "oo",
-                       "msg_s": None if client is None else ratio(client)}}
+def ratios(server: float | tuple | None, client: float | tuple | None) -> dict[str, dict]:
+    """The server and client ratios of msg/s: a median, or (median, min, max)."""
+    def figure(value):
+        return None if value is None else ratio(*value) if isinstance(value, tuple) else ratio(value)
+
+    return {"server": {"numerator": "op", "denominator": "oo", "msg_s": figure(server)},
+            "client": {"numerator": "po", "denominator": "oo", "msg_s": figure(client)}}
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +67,14 @@ def test_the_finding_of_the_full_sitting_names_the_client() -> None:
     (0.80, 1.10, "Both sides differ, the servers most: the Python server makes 0.80× the Java server's msg/s "
                  "under the same client; the Python client makes 1.10× the Java client's msg/s under the same "
                  "server."),
+    ((1.30, 0.90, 1.70), 0.98,
+     "No side clearly differs: the servers' rounds disagree: the Python server makes 1.30× (0.90–1.70) the Java "
+     "server's msg/s under the same client; the clients are about the same: the Python client makes 0.98× the "
+     "Java client's msg/s under the same server."),
+    ((1.30, 0.90, 1.70), 0.80,
+     "The clients are the difference: the Python client makes 0.80× the Java client's msg/s under the same "
+     "server; the servers' rounds disagree: the Python server makes 1.30× (0.90–1.70) the Java server's msg/s "
+     "under the same client."),
     (None, 0.70, "The clients are the difference: the Python client makes 0.70× the Java client's msg/s under "
                  "the same server; the servers were not compared (Java → Python failed)."),
     (1.01, None, "The servers are about the same: the Python server makes 1.01× the Java server's msg/s under "

@@ -22,6 +22,8 @@ from chatflow.compare.report import codes_of, label, ok_runs, representative
 COLOURS = {"oo": "tab:red", "op": "tab:orange", "po": "tab:purple", "pp": "tab:blue"}
 #: The bar chart's two panels side by side need more width than one plot.
 BARS_INCHES = (FIGURE_INCHES[0] * 1.2, FIGURE_INCHES[1])
+#: Curves of so few buckets get a marker at each, so that a short run still shows.
+FEW_POINTS = 5
 #: The client's CPU bar beside the server's: the pairing's colour, paler and hatched.
 CLIENT_BAR = {"alpha": 0.45, "hatch": "//", "edgecolor": "white"}
 
@@ -46,19 +48,12 @@ def _not_run(axes, data: Mapping[str, Any], code: str) -> None:
 
 
 def rates(run: Mapping[str, Any]) -> tuple[list[float], list[float]]:
-    """A run's timeline as (bucket midpoint s, msg/s); the last bucket divided by its real
-    length, which ends at the span of send timestamps."""
+    """A run's timeline as (bucket midpoint s, msg/s), its last bucket left out: it is cut
+    short where the run ended, and would show a drop that is not one."""
     timeline = run.get("timeline") or {}
     width, counts = timeline.get("bucket_s") or 1.0, timeline.get("success") or []
-    span = (run.get("figures") or {}).get("span_s")
-    xs, ys = [], []
-    for i, count in enumerate(counts):
-        start, end = i * width, (i + 1) * width
-        if i == len(counts) - 1 and span is not None and start < span < end:
-            end = span
-        xs.append((start + end) / 2)
-        ys.append(count / (end - start))
-    return xs, ys
+    counts = counts[:-1]
+    return [(i + 0.5) * width for i in range(len(counts))], [count / width for count in counts]
 
 
 def throughput_chart(data: Mapping[str, Any], path: Path) -> Path:
@@ -75,21 +70,24 @@ def throughput_chart(data: Mapping[str, Any], path: Path) -> Path:
             if not xs:
                 continue
             top = max(top, *ys)
+            marker = "o" if len(xs) <= FEW_POINTS else None
             if run is bold:
                 median = run["figures"].get("msg_s")
-                axes.plot(xs, ys, color=_colour(code), linewidth=2.2,
+                axes.plot(xs, ys, color=_colour(code), linewidth=2.2, marker=marker,
                           label=f"{label(data, code)} (round {run.get('round')}, {median:,.0f} msg/s)")
             else:
-                axes.plot(xs, ys, color=_colour(code), linewidth=1, alpha=0.3)
+                axes.plot(xs, ys, color=_colour(code), linewidth=1, alpha=0.3, marker=marker)
     if top:
         axes.set_ylim(0, top * HEADROOM)
         axes.set_xlim(left=0)
         axes.yaxis.set_major_formatter(THOUSANDS)
         axes.legend(loc="lower center", ncols=2)
+    elif any(ok_runs(data, code) for code in codes_of(data)):
+        _no_data(axes, "every run ended within its first timeline bucket: no curve to draw")
     else:
         _no_data(axes, "no successful messages in any run")
     axes.set_xlabel("time since the run's first send (s)")
-    axes.set_ylabel("successful messages/s (by send time)")
+    axes.set_ylabel("successful messages/s")
     axes.set_title("Throughput over time: median-msg/s round bold, other rounds faint")
     axes.grid(alpha=0.3)
     return _save(figure, path)

@@ -178,49 +178,69 @@ def not_compared(data: Mapping[str, Any], codes: Sequence[str]) -> str:
 # -- the finding ---------------------------------------------------------------------------
 
 
+SAME, DIFFERS, UNCLEAR = "about the same", "differs", "unclear"
+
+
 def differs(ratio: float) -> bool:
     """Outside ±TOLERANCE of 1 (to the figure shown: 1.05 is within 5 %)."""
     return round(abs(ratio - 1.0), 6) > TOLERANCE
 
 
+def verdict(figure: Mapping[str, float | None]) -> str:
+    """A side's msg/s ratio judged: about the same (median within ±TOLERANCE), differs (beyond
+    it, and every round on the same side of 1), else unclear (the rounds disagree)."""
+    median, low, high = figure["median"], figure.get("min"), figure.get("max")
+    if not differs(median):
+        return SAME
+    if low is not None and high is not None and low <= 1.0 <= high:
+        return UNCLEAR
+    return DIFFERS
+
+
 def finding(ratios: Mapping[str, Any], names: Mapping[str, str], missing: Mapping[str, str] | None = None) -> str:
     """One line saying which side differs and by how much, from the server and client ratios.
 
-    A side differs when its msg/s ratio's median is more than ``TOLERANCE`` from 1; the side
-    furthest from 1 leads. ``missing`` says, per side, why its ratio is absent.
+    Each side is judged by :func:`verdict`; of the sides that differ, the one furthest from 1
+    leads. ``missing`` says, per side, why its ratio is absent.
     """
     python, other = names.get("python", "Python"), names.get("other", "other")
-    clauses, judged = {}, {}
+    clauses, verdicts, distance = {}, {}, {}
     for side in ("client", "server"):
         entry = ratios.get(side) or {}
-        rate = (entry.get("msg_s") or {}).get("median")
-        if rate is None:
+        figure = entry.get("msg_s") or {}
+        if figure.get("median") is None:
             reason = (missing or {}).get(side) or "a pairing missing"
             clauses[side] = f"the {side}s were not compared ({reason})"
             continue
-        judged[side] = rate
+        verdicts[side] = verdict(figure)
+        distance[side] = abs(math.log(figure["median"])) if figure["median"] > 0 else math.inf
         cpu = entry.get(f"{side}_cpu_us_per_msg")
         at_cpu = f", at {ratio_text(cpu)} its CPU per message" if ratio_text(cpu) != NA else ""
-        clauses[side] = (f"the {python} {side} makes {ratio_text(entry['msg_s'])} the {other} {side}'s msg/s "
+        clauses[side] = (f"the {python} {side} makes {ratio_text(figure)} the {other} {side}'s msg/s "
                          f"under the same {'client' if side == 'server' else 'server'}{at_cpu}")
-    if not judged:
+    if not verdicts:
         return f"No side can be judged: {clauses['client']}; {clauses['server']}."
-    ranked = sorted(judged, key=lambda side: abs(math.log(judged[side])) if judged[side] > 0 else math.inf,
-                    reverse=True)
-    different = [side for side in ranked if differs(judged[side])]
-    rest = [side for side in ("client", "server") if side not in ranked]
-    if not different:
-        lead = (f"Neither side differs by more than {TOLERANCE:.0%}" if len(judged) == 2
+    ranked = sorted(verdicts, key=distance.__getitem__, reverse=True)
+    different = [side for side in ranked if verdicts[side] == DIFFERS]
+    unjudged = [side for side in ("client", "server") if side not in verdicts]
+
+    def said(side: str) -> str:
+        if verdicts[side] == UNCLEAR:
+            return f"the {side}s' rounds disagree: {clauses[side]}"
+        return f"the {side}s are about the same: {clauses[side]}"
+
+    if len(different) == 2:
+        lead, parts = f"Both sides differ, the {different[0]}s most", [clauses[side] for side in different]
+    elif different:
+        lead = f"The {different[0]}s are the difference"
+        parts = [clauses[different[0]]] + [said(side) for side in ranked if side != different[0]]
+    elif all(v == SAME for v in verdicts.values()):
+        lead = (f"Neither side differs by more than {TOLERANCE:.0%}" if len(verdicts) == 2
                 else f"The {ranked[0]}s are about the same")
         parts = [clauses[side] for side in ranked]
-    elif len(different) == 2:
-        lead = f"Both sides differ, the {different[0]}s most"
-        parts = [clauses[side] for side in different]
     else:
-        lead = f"The {different[0]}s are the difference"
-        parts = [clauses[different[0]]] + [f"the {side}s are about the same: {clauses[side]}"
-                                             for side in ranked if side != different[0]]
-    parts += [clauses[side] for side in rest]
+        lead, parts = "No side clearly differs", [said(side) for side in ranked]
+    parts += [clauses[side] for side in unjudged]
     return f"{lead}: " + "; ".join(parts) + "."
 
 
@@ -341,9 +361,23 @@ def failures(data: Mapping[str, Any]) -> list[str]:
             for run in sorted(data.get("runs") or [], key=lambda r: r.get("index", 0)) if not run.get("ok")]
 
 
+def _value(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(_value, value))
+    return str(value)
+
+
 def _pairs(mapping: Mapping[str, Any] | None) -> Table:
-    return Table(("", ""), names=2, rows=tuple((str(k), NA if v is None else ", ".join(map(str, v)) if isinstance(v, list)
-                                  else str(v)) for k, v in (mapping or {}).items()))
+    """A mapping as a two-column table (the settings, the machine, the versions)."""
+    return Table(("", ""), tuple((str(k).replace("_", " "), _value(v)) for k, v in (mapping or {}).items()), names=2)
 
 
 def regime(settings: Mapping[str, Any]) -> str:
@@ -383,8 +417,8 @@ def document(data: Mapping[str, Any]) -> Document:
         sections.append(Section("Failures", (Items(tuple(failed)),)))
     sections.append(Section("Charts", (
         Chart("throughput", CHARTS["throughput"][1],
-              "Successful messages per second by send time: each pairing's median-msg/s round bold, "
-              "its other rounds faint."),
+              "Successful messages per second, bucket by bucket: each pairing's median-msg/s round bold, "
+              "its other rounds faint; each run's last, partial bucket left out."),
         Chart("latency", CHARTS["latency"][1],
               "Latency CDF of each pairing's median-msg/s round, log x (0 ms points are off the axis)."),
         Chart("bars", CHARTS["bars"][1], "Medians with min–max error bars over the rounds."),

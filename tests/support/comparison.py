@@ -47,7 +47,8 @@ def _cdf(p50: float, p99: float, whole_ms: bool) -> list[float]:
 
 
 def _timeline(success: int, span_s: float, rng: random.Random) -> list[int]:
-    """Successes per bucket by send time: a warmup second, then the main phase with noise."""
+    """Successes per bucket: a warmup second, then the main phase with noise, the last bucket
+    cut short where the run ends."""
     buckets = max(1, math.ceil(span_s / BUCKET_S))
     weights = [0.45] + [1.0 + rng.uniform(-0.12, 0.12) for _ in range(buckets - 1)]
     weights[-1] *= (span_s - (buckets - 1) * BUCKET_S) / BUCKET_S
