@@ -10,7 +10,8 @@
 - ``scripted_server``: a chat server that misbehaves on cue;
 - ``fault_proxy``: a seeded proxy that delays, drops and resets;
 - ``processes``: ``run_server.py`` and ``run_client.py`` as processes;
-- ``client_runs``: a load test in the background, and its printed summary read back.
+- ``client_runs``: a load test in the background, and its printed summary read back;
+- ``comparisons``: ``chatflow-compare`` with ChatFlow standing in as the other implementation.
 
 Nothing here imports pytest, so that the benchmarks can use it without the test extras.
 """
