@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.support.client_runs import assert_no_traceback
-from tests.support.comparisons import SMALL_MESSAGES, SMALL_RUN, run_compare, stand_in
+from tests.support.comparisons import SMALL_MESSAGES, SMALL_RUN, STAND_IN_CLIENT, run_compare, stand_in
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -131,3 +136,58 @@ def test_report_of_a_file_that_is_not_a_comparison(tmp_path: Path) -> None:
         assert result.returncode == 1, result
         assert_no_traceback(result)
         assert result.stderr.startswith("chatflow-compare: error: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_rtt_puts_a_delay_proxy_in_front_of_the_server(tmp_path: Path) -> None:
+    rtt_ms = 10.0
+    client = STAND_IN_CLIENT.replace("--quiet", "--quiet --probe-messages 5")
+    result = run_compare(*stand_in(client=client), *SMALL_RUN, "--only", "tp", "--rounds", "1", "--rtt-ms", str(rtt_ms),
+                         "--output-dir", str(tmp_path / "o"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads((tmp_path / "o" / "comparison.json").read_text())
+    assert data["settings"]["rtt_ms"] == rtt_ms
+    [run] = data["runs"]
+    assert run["ok"] and run["figures"]["success"] == SMALL_MESSAGES
+    # Every reply crossed the proxy twice, half the round trip each way.
+    assert run["cdf"]["latency_ms"][0] >= rtt_ms
+    assert rtt_ms <= run["figures"]["latency_ms"]["p50"] < 10 * rtt_ms
+    assert run["figures"]["proxy_cpu_us_per_msg"] > 0
+
+
+def test_ctrl_c_ends_the_sitting_with_its_client_and_server_gone(tmp_path: Path) -> None:
+    # The "other" client records its pid, then waits for a signal that only a kill brings.
+    client = "sh -c 'echo $$ > pid; exec sleep 60'"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chatflow.compare", *stand_in(client=client), *SMALL_RUN, "--only", "tp",
+         "--rounds", "1", "--output-dir", str(tmp_path / "o")],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        pid_file = tmp_path / "o" / "runs" / "01-op-r1" / "client" / "pid"
+        server_dir = (tmp_path / "o" / "runs" / "01-op-r1" / "server").resolve()
+        wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), timeout=30, message="the client ran")
+        client_pid = int(pid_file.read_text())
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+    assert process.returncode == 130, stdout + stderr
+    assert_no_traceback(stdout + stderr)
+    assert stderr.strip().splitlines()[-1].startswith("chatflow-compare: interrupted after 0 of 1 runs")
+    assert not psutil.pid_exists(client_pid)
+    assert not [p for p in psutil.process_iter(["cwd"]) if p.info["cwd"] == str(server_dir)], "the server outlived it"
+    assert json.loads((tmp_path / "o" / "comparison.json").read_text())["runs"] == []
+
+
+def test_a_server_that_dies_during_the_run_is_the_runs_error(tmp_path: Path) -> None:
+    # Accepts the tool's readiness check and the client's first connection, then exits.
+    server = ("{python} -c \"import socket, sys; s = socket.create_server(('127.0.0.1', int(sys.argv[1]))); "
+              "[s.accept() for _ in range(2)]; sys.exit(7)\" {port}")
+    result = run_compare(*stand_in(server=server), *SMALL_RUN, "--only", "po", "--rounds", "1",
+                         "--output-dir", str(tmp_path / "o"), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert_no_traceback(result)
+    [run] = json.loads((tmp_path / "o" / "comparison.json").read_text())["runs"]
+    assert run["error"] == "the Twin server exited during the run with status 7", run
+    assert run["client_exit"] == 1 and not run["ok"]

@@ -96,11 +96,6 @@ def main(argv: list[str] | None = None) -> int:
         codes = pairings.parse_only(args.only, sides.other_name) if args.only else list(pairings.CODES)
     except (CommandError, PairingError) as exc:
         parser.error(str(exc))
-    if args.rtt_ms or args.jitter_ms:
-        try:
-            import chatflow.wan.proxy  # noqa: F401  (the runner imports it when it runs)
-        except ImportError:
-            parser.error("--rtt-ms and --jitter-ms need chatflow.wan, which this installation lacks")
     output_dir = args.output_dir or Path("results") / f"comparison-{now():%Y%m%d-%H%M%S}"
     runs_dir = output_dir / "runs"
     if runs_dir.is_dir() and any(runs_dir.iterdir()):
@@ -163,6 +158,7 @@ def sitting(data: dict[str, Any], runner: PairingRunner, output_dir: Path) -> in
     it measured), then the report."""
     order = pairings.abba_order(data["settings"]["only"], data["settings"]["rounds"])
     try:
+        write_json(data, output_dir / JSON_NAME)
         for index, (code, round_number) in enumerate(order, 1):
             entry = runner.run(code, round_number, index)
             data["runs"].append(entry)

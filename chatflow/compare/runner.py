@@ -25,6 +25,7 @@ from chatflow.compare.commands import Command, CommandTemplate, python_server_co
 from chatflow.compare.pairings import PYTHON
 from chatflow.compare.timed import Accounting, StartError, run_accounted
 from chatflow.server.process import LOOPBACK, ServerProcess, ServerProcessError
+from chatflow.wan.proxy import DelayProxy
 
 #: A client may take this long, plus ``CLIENT_SECONDS_PER_MESSAGE`` a message (500 msg/s,
 #: a quarter of the seed's rate through 34 ms), before it is killed.
@@ -134,20 +135,24 @@ class PairingRunner:
         directory = self.output_dir / "runs" / f"{index:02d}-{code}-r{round_number}"
         entry: dict[str, Any] = {"code": code, "round": round_number, "index": index, "ok": False, "error": None,
                                  "client_exit": None, "csv": None, "figures": None, "timeline": None, "cdf": None}
-        errors: list[str] = []
+        errors: list[str] = []  # the first cause first: the server's end, the client's, its CSV
+        stop_errors: list[str] = []
         try:
-            with self._server(code[1], directory / "server", errors) as server, self._front(server.port) as port:
+            with self._server(code[1], directory / "server", stop_errors) as server, \
+                    self._front(server.port) as (port, proxy):
                 cpu_before = sum(server.process.cpu_seconds())
                 accounting = self._client(code[0], port, server, directory / "client")
-                server_cpu_s = sum(server.process.cpu_seconds()) - cpu_before
-                if server.process.returncode is not None:
+                server_cpu_s: float | None = sum(server.process.cpu_seconds()) - cpu_before
+                proxy_cpu_s = proxy.cpu_seconds() if proxy is not None else None
+                if server.process.returncode is not None:  # its tree's CPU is gone with it
+                    server_cpu_s = None
                     errors.append(f"the {self.side_name(code[1])} server exited during the run "
                                   f"with status {server.process.returncode}")
         except RunError as exc:
             entry["error"] = str(exc)
             return entry
         entry["client_exit"] = accounting.returncode
-        errors[:0] = self._client_errors(code[0], accounting, directory / "client")  # the first cause first
+        errors += self._client_errors(code[0], accounting, directory / "client")
         try:
             csv, table = self._result(code[0], directory / "client")
         except RunError as exc:
@@ -156,7 +161,8 @@ class PairingRunner:
             entry["csv"] = str(csv.relative_to(self.output_dir))
             figures, entry["timeline"], entry["cdf"] = (yardstick.figures(table, self.experiment.messages),
                                                         yardstick.timeline(table), yardstick.cdf(table))
-            entry["figures"] = {**figures, **self._costs(accounting, server_cpu_s)}
+            entry["figures"] = {**figures, **self._costs(accounting, server_cpu_s, proxy_cpu_s)}
+        errors += stop_errors
         entry["ok"] = not errors
         entry["error"] = errors[0] if errors else None
         return entry
@@ -164,8 +170,8 @@ class PairingRunner:
     # -- the server
 
     @contextlib.contextmanager
-    def _server(self, side: str, directory: Path, errors: list[str]) -> Iterator[RunningServer]:
-        """The server, listening, until the block ends; a failure to stop it is added to ``errors``."""
+    def _server(self, side: str, directory: Path, stop_errors: list[str]) -> Iterator[RunningServer]:
+        """The server, listening, until the block ends; a failure to stop it is added to ``stop_errors``."""
         directory.mkdir(parents=True, exist_ok=True)
         name = self.side_name(side)
         try:
@@ -184,7 +190,7 @@ class PairingRunner:
         except ServerProcessError as exc:
             raise RunError(f"the {name} server did not start: {what_happened(exc)}") from None
         with contextlib.ExitStack() as stop:
-            stop.callback(self._stop, process, name, errors)
+            stop.callback(self._stop, process, name, stop_errors)
             try:
                 if side == PYTHON:
                     port = process.wait_listening("ws").port
@@ -203,16 +209,21 @@ class PairingRunner:
             errors.append(f"the {name} server would not stop: {what_happened(exc)}")
 
     @contextlib.contextmanager
-    def _front(self, port: int) -> Iterator[int]:
-        """The port the client connects to: the server's, or a delay proxy's in front of it."""
+    def _front(self, port: int) -> Iterator[tuple[int, DelayProxy | None]]:
+        """The port the client connects to: the server's, or a delay proxy's in front of it
+        (in this process, so that its CPU is neither side's), and that proxy."""
         if not (self.experiment.rtt_ms or self.experiment.jitter_ms):
-            yield port
+            yield port, None
             return
-        from chatflow.wan.proxy import DelayProxy
-
-        with DelayProxy(listen=(LOOPBACK, 0), upstream=(LOOPBACK, port), rtt_ms=self.experiment.rtt_ms,
-                        jitter_ms=self.experiment.jitter_ms, seed=self.experiment.seed) as proxy:
-            yield proxy.port
+        try:
+            proxy = DelayProxy(listen=(LOOPBACK, 0), upstream=(LOOPBACK, port), rtt_ms=self.experiment.rtt_ms,
+                               jitter_ms=self.experiment.jitter_ms, seed=self.experiment.seed).start()
+        except OSError as exc:
+            raise RunError(f"the delay proxy did not start: {exc.strerror or exc}") from None
+        try:
+            yield proxy.port, proxy
+        finally:
+            proxy.stop()
 
     # -- the client
 
@@ -254,8 +265,10 @@ class PairingRunner:
         except AnalysisError as exc:
             raise RunError(f"the {self.side_name(side)} client's metrics: {exc}") from None
 
-    def _costs(self, accounting: Accounting, server_cpu_s: float) -> dict[str, float]:
+    def _costs(self, accounting: Accounting, server_cpu_s: float | None,
+               proxy_cpu_s: float | None) -> dict[str, float | None]:
         messages = self.experiment.messages
-        return {"server_cpu_us_per_msg": server_cpu_s * 1e6 / messages,
+        return {"server_cpu_us_per_msg": server_cpu_s * 1e6 / messages if server_cpu_s is not None else None,
                 "client_cpu_us_per_msg": accounting.cpu_s * 1e6 / messages,
-                "client_peak_rss_mib": accounting.peak_rss_kib / 1024, "client_wall_s": accounting.wall_s}
+                "client_peak_rss_mib": accounting.peak_rss_kib / 1024, "client_wall_s": accounting.wall_s,
+                "proxy_cpu_us_per_msg": proxy_cpu_s * 1e6 / messages if proxy_cpu_s is not None else None}

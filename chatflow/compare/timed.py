@@ -59,8 +59,9 @@ def run_accounted(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], std
     try:
         waiter.join(timeout)
     finally:
-        timed_out = waiter.is_alive()
-        if timed_out:  # the deadline, or Ctrl-C here
+        # Not reaped: the deadline, or Ctrl-C here (after which a thread's is_alive may lie).
+        timed_out = not reaped
+        if timed_out:
             _kill_group(process.pid)
             waiter.join(KILL_GRACE)
     wall_s = time.monotonic() - started
