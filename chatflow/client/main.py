@@ -37,6 +37,21 @@ def server_url(text: str) -> str:
     return f"ws://{host}:{port}"
 
 
+def add_size_options(parser: argparse.ArgumentParser, title: str | None = None) -> None:
+    """A run's size, ``--messages`` to ``--threads``, with LoadTestConfig's defaults (in a
+    group of ``title``): for every command line that runs the load test (this one,
+    ``chatflow-compare``)."""
+    d = LoadTestConfig
+    group = parser.add_argument_group(title) if title else parser
+    group.add_argument("--messages", type=whole_number(1), default=d.messages, help="total messages (default %(default)s)")
+    group.add_argument("--warmup-threads", type=whole_number(0), default=d.warmup_threads,
+                       help="warmup threads, 0 for no warmup (default %(default)s)")
+    group.add_argument("--warmup-messages", type=whole_number(0), default=d.warmup_messages,
+                       help="messages per warmup thread (default %(default)s)")
+    group.add_argument("--threads", type=whole_number(1), default=d.threads,
+                       help="main phase threads (default %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = LoadTestConfig  # its fields' defaults
     parser = argparse.ArgumentParser(
@@ -49,13 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the chat server (HOST:PORT or ws://HOST:PORT)")
     target.add_argument("--local", action="store_true",
                         help="start a ChatFlow server on free ports in a separate process, run against it, stop it")
-    parser.add_argument("--messages", type=whole_number(1), default=d.messages, help="total messages (default %(default)s)")
-    parser.add_argument("--warmup-threads", type=whole_number(0), default=d.warmup_threads,
-                        help="warmup threads, 0 for no warmup (default %(default)s)")
-    parser.add_argument("--warmup-messages", type=whole_number(0), default=d.warmup_messages,
-                        help="messages per warmup thread (default %(default)s)")
-    parser.add_argument("--threads", type=whole_number(1), default=d.threads,
-                        help="main phase threads (default %(default)s)")
+    add_size_options(parser)
     parser.add_argument("--timeout", type=seconds(0, 3600), default=d.timeout,
                         help="seconds to wait for each reply (default %(default)s)")
     parser.add_argument("--max-attempts", type=whole_number(1), default=d.retry.max_attempts,
@@ -68,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", type=Path, default=d.output_dir,
                         help="where results are written (default %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no live progress")
+    parser.add_argument("--no-analysis", action="store_true",
+                        help="write only the metrics CSV and print the summary: no statistics, charts or report "
+                             "(python -m chatflow.analysis FILE.csv makes them later)")
     return parser
 
 
@@ -132,7 +144,9 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None, writer: CsvW
     print(format_summary(result))
     if writer.error:
         print(f"Warning: the metrics file is incomplete: {writer.error}")
-    analyse(writer, result, config.output_dir)
+    print(f"\nMetrics: {writer.path} ({writer.rows_written:,} rows)")
+    if not args.no_analysis:
+        analyse(writer, result, config.output_dir)
     print(verdict(result))
     if result.interrupted:
         return EXIT_INTERRUPTED
@@ -148,7 +162,6 @@ def analyse(writer: CsvWriter, result: RunResult, directory: Path) -> None:
     """
     from chatflow.analysis.performance_analyzer import AnalysisError, PerformanceAnalyzer
 
-    print(f"\nMetrics: {writer.path} ({writer.rows_written:,} rows)")
     try:
         analysis = PerformanceAnalyzer().analyze(writer.path)
         from chatflow.analysis.cli import statistics_table, write_outputs

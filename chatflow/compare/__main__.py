@@ -1,0 +1,5 @@
+import sys
+
+from chatflow.compare.cli import main
+
+sys.exit(main())

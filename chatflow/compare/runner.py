@@ -1,0 +1,274 @@
+"""One run of one pairing: its server started in a fresh directory, a delay proxy in front
+of it if asked, its client run to the end in another, both measured, the server stopped.
+
+Server CPU is its process tree's, from /proc, while the client runs (not its start-up);
+client CPU and peak memory come from ``wait4`` on the client (``chatflow.compare.timed``).
+Whatever fails (a command that does not start, exits non-zero, writes no CSV) ends that run
+with one line of error, never the comparison (docs/comparison-tool.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import chatflow
+from chatflow.analysis.performance_analyzer import AnalysisError, MetricsTable
+from chatflow.compare import yardstick
+from chatflow.compare.commands import Command, CommandTemplate, python_server_command, run_values
+from chatflow.compare.pairings import PYTHON
+from chatflow.compare.timed import Accounting, StartError, run_accounted
+from chatflow.server.process import LOOPBACK, ServerProcess, ServerProcessError
+from chatflow.wan.proxy import DelayProxy
+
+#: A client may take this long, plus ``CLIENT_SECONDS_PER_MESSAGE`` a message (500 msg/s,
+#: a quarter of the seed's rate through 34 ms), before it is killed.
+CLIENT_BASE_TIMEOUT = 120.0
+CLIENT_SECONDS_PER_MESSAGE = 0.002
+#: The longest tail of a command's output quoted in an error line.
+ERROR_DETAIL = 200
+#: Where ChatFlow's package is, so that its server and client start from any directory.
+PACKAGE_ROOT = str(Path(chatflow.__file__).resolve().parents[1])
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What every run of a comparison does: the client's run and the network between."""
+
+    messages: int
+    warmup_threads: int
+    warmup_messages: int
+    threads: int
+    rtt_ms: float = 0.0
+    jitter_ms: float = 0.0
+    seed: int | None = None
+
+    @property
+    def client_timeout(self) -> float:
+        return CLIENT_BASE_TIMEOUT + CLIENT_SECONDS_PER_MESSAGE * self.messages
+
+    def client_env(self) -> dict[str, str]:
+        """The run's sizes as the Java original's client reads them."""
+        return {"CHATFLOW_TOTAL_MESSAGES": str(self.messages), "CHATFLOW_WARMUP_THREADS": str(self.warmup_threads),
+                "CHATFLOW_WARMUP_MESSAGES": str(self.warmup_messages), "CHATFLOW_MAIN_THREADS": str(self.threads)}
+
+
+@dataclass(frozen=True)
+class Sides:
+    """The commands of each side: the other's two templates, and ChatFlow's client's."""
+
+    other_name: str
+    other_server: CommandTemplate
+    other_client: CommandTemplate
+    python_client: CommandTemplate
+
+
+class RunError(Exception):
+    """Why a run failed, in one line."""
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    process: ServerProcess
+    port: int
+    health_port: int
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports nothing listens on now, for a command told its ports."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((LOOPBACK, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def one_line(text: str) -> str:
+    """The last non-empty line of ``text``, shortened."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    return last if len(last) <= ERROR_DETAIL else last[:ERROR_DETAIL - 1] + "…"
+
+
+def what_happened(exc: ServerProcessError) -> str:
+    """The launcher's reason, said of "it", then the last line of the server's stderr."""
+    detail = one_line("\n".join(exc.tail))
+    return exc.reason.replace("the server", "it", 1) + (f" ({detail})" if detail else "")
+
+
+def check_program(program: str, role: str, name: str) -> None:
+    """RunError unless ``program`` is a file to run, or a name on PATH."""
+    if shutil.which(program) is None:
+        raise RunError(f"the {name} {role} did not start: no program {program!r} (not on PATH, or not executable)")
+
+
+def with_env(argv: list[str], env: dict[str, str]) -> list[str]:
+    """``argv`` run through ``env NAME=value …``, which execs it: the same process, more environment."""
+    return ["env", *(f"{name}={value}" for name, value in env.items()), *argv] if env else argv
+
+
+def python_env() -> dict[str, str]:
+    """PYTHONPATH with ChatFlow's package first, for a Python side started elsewhere."""
+    path = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": PACKAGE_ROOT + (os.pathsep + path if path else "")}
+
+
+class PairingRunner:
+    """Runs pairings one at a time, each run in its own directory under ``output_dir``."""
+
+    def __init__(self, experiment: Experiment, sides: Sides, output_dir: Path) -> None:
+        self.experiment = experiment
+        self.sides = sides
+        self.output_dir = output_dir
+
+    def side_name(self, side: str) -> str:
+        return "Python" if side == PYTHON else self.sides.other_name
+
+    def run(self, code: str, round_number: int, index: int) -> dict[str, Any]:
+        """The run's entry of the JSON's ``runs`` (ok or not; never raises for a failed run)."""
+        directory = self.output_dir / "runs" / f"{index:02d}-{code}-r{round_number}"
+        entry: dict[str, Any] = {"code": code, "round": round_number, "index": index, "ok": False, "error": None,
+                                 "client_exit": None, "csv": None, "figures": None, "timeline": None, "cdf": None}
+        errors: list[str] = []  # the first cause first: the server's end, the client's, its CSV
+        stop_errors: list[str] = []
+        try:
+            with self._server(code[1], directory / "server", stop_errors) as server, \
+                    self._front(server.port) as (port, proxy):
+                cpu_before = sum(server.process.cpu_seconds())
+                accounting = self._client(code[0], port, server, directory / "client")
+                server_cpu_s: float | None = sum(server.process.cpu_seconds()) - cpu_before
+                proxy_cpu_s = proxy.cpu_seconds() if proxy is not None else None
+                if server.process.returncode is not None:  # its tree's CPU is gone with it
+                    server_cpu_s = None
+                    errors.append(f"the {self.side_name(code[1])} server exited during the run "
+                                  f"with status {server.process.returncode}")
+        except RunError as exc:
+            entry["error"] = str(exc)
+            return entry
+        entry["client_exit"] = accounting.returncode
+        errors += self._client_errors(code[0], accounting, directory / "client")
+        try:
+            csv, table = self._result(code[0], directory / "client")
+        except RunError as exc:
+            errors.append(str(exc))
+        else:
+            entry["csv"] = str(csv.relative_to(self.output_dir))
+            figures, entry["timeline"], entry["cdf"] = (yardstick.figures(table, self.experiment.messages),
+                                                        yardstick.timeline(table), yardstick.cdf(table))
+            entry["figures"] = {**figures, **self._costs(accounting, server_cpu_s, proxy_cpu_s)}
+        errors += stop_errors
+        entry["ok"] = not errors
+        entry["error"] = errors[0] if errors else None
+        return entry
+
+    # -- the server
+
+    @contextlib.contextmanager
+    def _server(self, side: str, directory: Path, stop_errors: list[str]) -> Iterator[RunningServer]:
+        """The server, listening, until the block ends; a failure to stop it is added to ``stop_errors``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        name = self.side_name(side)
+        try:
+            if side == PYTHON:
+                process = ServerProcess(with_env(python_server_command(), python_env()), cwd=directory,
+                                        log_path=directory / "server.log")
+            else:
+                port, health_port = free_ports(2)
+                values = run_values(url=f"ws://{LOOPBACK}:{port}", host=LOOPBACK, port=port, health_port=health_port,
+                                    **self._sizes())
+                command = self.sides.other_server.fill(values)
+                check_program(command.argv[0], "server", name)
+                env = {"CHATFLOW_WS_PORT": str(port), "CHATFLOW_HEALTH_PORT": str(health_port),
+                       "SERVER_WORKDIR": str(directory.resolve()), **command.env}
+                process = ServerProcess(with_env(command.argv, env), cwd=directory, log_path=directory / "server.log")
+        except ServerProcessError as exc:
+            raise RunError(f"the {name} server did not start: {what_happened(exc)}") from None
+        with contextlib.ExitStack() as stop:
+            stop.callback(self._stop, process, name, stop_errors)
+            try:
+                if side == PYTHON:
+                    port = process.wait_listening("ws").port
+                    health_port = process.wait_listening("http").port
+                else:
+                    process.wait_accepting(port)
+            except ServerProcessError as exc:
+                raise RunError(f"the {name} server did not start: {what_happened(exc)}") from None
+            yield RunningServer(process, port, health_port)
+
+    @staticmethod
+    def _stop(process: ServerProcess, name: str, errors: list[str]) -> None:
+        try:
+            process.stop()
+        except ServerProcessError as exc:
+            errors.append(f"the {name} server would not stop: {what_happened(exc)}")
+
+    @contextlib.contextmanager
+    def _front(self, port: int) -> Iterator[tuple[int, DelayProxy | None]]:
+        """The port the client connects to: the server's, or a delay proxy's in front of it
+        (in this process, so that its CPU is neither side's), and that proxy."""
+        if not (self.experiment.rtt_ms or self.experiment.jitter_ms):
+            yield port, None
+            return
+        try:
+            proxy = DelayProxy(listen=(LOOPBACK, 0), upstream=(LOOPBACK, port), rtt_ms=self.experiment.rtt_ms,
+                               jitter_ms=self.experiment.jitter_ms, seed=self.experiment.seed).start()
+        except OSError as exc:
+            raise RunError(f"the delay proxy did not start: {exc.strerror or exc}") from None
+        try:
+            yield proxy.port, proxy
+        finally:
+            proxy.stop()
+
+    # -- the client
+
+    def _sizes(self) -> dict[str, int]:
+        e = self.experiment
+        return {"messages": e.messages, "warmup_threads": e.warmup_threads, "warmup_messages": e.warmup_messages,
+                "threads": e.threads}
+
+    def _client(self, side: str, port: int, server: RunningServer, directory: Path) -> Accounting:
+        directory.mkdir(parents=True, exist_ok=True)
+        template = self.sides.python_client if side == PYTHON else self.sides.other_client
+        values = run_values(url=f"ws://{LOOPBACK}:{port}", host=LOOPBACK, port=port, health_port=server.health_port,
+                            **self._sizes())
+        command: Command = template.fill(values)
+        check_program(command.argv[0], "client", self.side_name(side))
+        env = {**os.environ, **self.experiment.client_env(), "CLIENT_WORKDIR": str(directory.resolve()),
+               **(python_env() if side == PYTHON else {}), **command.env}
+        try:
+            return run_accounted(command.argv, cwd=directory, env=env, stdout=directory / "stdout.txt",
+                                 stderr=directory / "stderr.txt", timeout=self.experiment.client_timeout)
+        except StartError as exc:
+            raise RunError(f"the {self.side_name(side)} client did not start: {exc}") from None
+
+    def _client_errors(self, side: str, accounting: Accounting, directory: Path) -> list[str]:
+        name = self.side_name(side)
+        if accounting.timed_out:
+            return [f"the {name} client did not finish within {self.experiment.client_timeout:g} s and was killed"]
+        if accounting.returncode != 0:
+            output = "\n".join(path.read_text(errors="replace") for path in
+                               (directory / "stdout.txt", directory / "stderr.txt") if path.exists())
+            detail = one_line(output)
+            return [f"the {name} client exited with status {accounting.returncode}"
+                    + (f" ({detail})" if detail else "")]
+        return []
+
+    def _result(self, side: str, directory: Path) -> tuple[Path, MetricsTable]:
+        try:
+            return yardstick.newest_metrics(directory)
+        except AnalysisError as exc:
+            raise RunError(f"the {self.side_name(side)} client's metrics: {exc}") from None
+
+    def _costs(self, accounting: Accounting, server_cpu_s: float | None,
+               proxy_cpu_s: float | None) -> dict[str, float | None]:
+        messages = self.experiment.messages
+        return {"server_cpu_us_per_msg": server_cpu_s * 1e6 / messages if server_cpu_s is not None else None,
+                "client_cpu_us_per_msg": accounting.cpu_s * 1e6 / messages,
+                "client_peak_rss_mib": accounting.peak_rss_kib / 1024, "client_wall_s": accounting.wall_s,
+                "proxy_cpu_us_per_msg": proxy_cpu_s * 1e6 / messages if proxy_cpu_s is not None else None}

@@ -1,0 +1,80 @@
+"""A command run to its end as ``/usr/bin/time`` runs one: its CPU and peak memory from
+``wait4``, whose rusage covers the process and every descendant it waited for.
+
+The command runs in a session of its own, so that on a timeout (or Ctrl-C here) its whole
+process group is killed and nothing it started outlives the run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+#: How long the reaping waits after SIGKILL.
+KILL_GRACE = 10.0
+
+
+class StartError(Exception):
+    """The command could not be started; one line."""
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """How a command ended and what it cost."""
+
+    #: Exit status, or minus the signal that ended it (as ``subprocess``); None if not reaped.
+    returncode: int | None
+    user_s: float
+    system_s: float
+    #: The largest resident set of the process or of any descendant it waited for (ru_maxrss).
+    peak_rss_kib: int
+    wall_s: float
+    timed_out: bool
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.system_s
+
+
+def run_accounted(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], stdout: Path, stderr: Path,
+                  timeout: float) -> Accounting:
+    """Run ``argv`` to its end (at most ``timeout`` seconds, then its process group is killed)."""
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        started = time.monotonic()
+        try:
+            process = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out,
+                                       stderr=err, start_new_session=True)
+        except OSError as exc:
+            raise StartError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
+    reaped: list[tuple[int, int, os.struct_rusage]] = []
+    waiter = threading.Thread(target=lambda: reaped.append(os.wait4(process.pid, 0)),
+                              name=f"wait4-{process.pid}", daemon=True)
+    waiter.start()
+    try:
+        waiter.join(timeout)
+    finally:
+        # Not reaped: the deadline, or Ctrl-C here (after which a thread's is_alive may lie).
+        timed_out = not reaped
+        if timed_out:
+            _kill_group(process.pid)
+            waiter.join(KILL_GRACE)
+    wall_s = time.monotonic() - started
+    if not reaped:
+        return Accounting(None, 0.0, 0.0, 0, wall_s, timed_out)
+    _, status, usage = reaped[0]
+    # Reaped here, by wait4: Popen is told, so that it never waits for the pid again.
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return Accounting(process.returncode, usage.ru_utime, usage.ru_stime, usage.ru_maxrss, wall_s, timed_out)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
