@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from tests.support.client_runs import assert_no_traceback
-from tests.support.comparisons import SMALL_MESSAGES, SMALL_RUN, STAND_IN_CLIENT, run_compare, stand_in
+from tests.support.compare_runs import SMALL_MESSAGES, SMALL_RUN, STAND_IN_CLIENT, run_compare, stand_in
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -154,6 +154,13 @@ def test_rtt_puts_a_delay_proxy_in_front_of_the_server(tmp_path: Path) -> None:
     assert run["figures"]["proxy_cpu_us_per_msg"] > 0
 
 
+def running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_ctrl_c_ends_the_sitting_with_its_client_and_server_gone(tmp_path: Path) -> None:
     # The "other" client records its pid, then waits for a signal that only a kill brings.
     client = "sh -c 'echo $$ > pid; exec sleep 60'"
@@ -175,7 +182,8 @@ def test_ctrl_c_ends_the_sitting_with_its_client_and_server_gone(tmp_path: Path)
     assert process.returncode == 130, stdout + stderr
     assert_no_traceback(stdout + stderr)
     assert stderr.strip().splitlines()[-1].startswith("chatflow-compare: interrupted after 0 of 1 runs")
-    assert not psutil.pid_exists(client_pid)
+    # Killed, it may stay a zombie for a moment until its new parent reaps it.
+    wait_until(lambda: not running(client_pid), timeout=10, message="the client gone")
     assert not [p for p in psutil.process_iter(["cwd"]) if p.info["cwd"] == str(server_dir)], "the server outlived it"
     assert json.loads((tmp_path / "o" / "comparison.json").read_text())["runs"] == []
 

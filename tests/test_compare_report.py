@@ -14,7 +14,7 @@ import pytest
 from chatflow.compare import report
 from chatflow.compare.report import console, finding, write_reports
 from tests.support import browser
-from tests.support.comparison import EXPECTED, comparison
+from tests.support.comparison_data import EXPECTED, comparison
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NAMES = {"python": "Python", "other": "Java"}

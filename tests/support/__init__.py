@@ -11,9 +11,9 @@
 - ``fault_proxy``: a seeded proxy that delays, drops and resets;
 - ``processes``: ``run_server.py`` and ``run_client.py`` as processes;
 - ``client_runs``: a load test in the background, and its printed summary read back;
-- ``comparison``: a plausible comparison.json for the report's tests;
+- ``comparison_data``: a plausible comparison.json for the report's tests;
 - ``browser``: a headless Chromium through Selenium, and when its tests skip or fail.
-- ``comparisons``: ``chatflow-compare`` with ChatFlow standing in as the other implementation.
+- ``compare_runs``: ``chatflow-compare`` with ChatFlow standing in as the other implementation.
 
 Nothing here imports pytest, so that the benchmarks can use it without the test extras.
 """
