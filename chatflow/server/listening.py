@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-#: ``listening on ws://HOST:PORT`` or ``http://HOST:PORT/…``; an IPv6 host may be bare
+#: ``listening on ws://HOST:PORT``, ``http://HOST:PORT/…`` or ``tcp://HOST:PORT`` (a plain TCP
+#: listener: the delay proxy, an echo server); an IPv6 host may be bare
 #: (``ws://:::8081``) or bracketed.
-_LISTENING = re.compile(r"listening on (ws|http)://(\[[^\]]*\]|\S*?):(\d+)(?=[/\s]|$)")
+_LISTENING = re.compile(r"listening on (ws|http|tcp)://(\[[^\]]*\]|\S*?):(\d+)(?=[/\s]|$)")
 
 
 class Listening(NamedTuple):

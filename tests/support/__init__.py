@@ -2,7 +2,7 @@
 
 - ``waiting``: the timeouts, and waiting on a condition with a deadline;
 - ``memory``: what Python allocates meanwhile (tracemalloc);
-- ``network``: 127.0.0.1, free ports, raw reads with a bound;
+- ``network``: 127.0.0.1, free ports, raw reads with a bound, a TCP echo server;
 - ``frames``: the client's side of RFC 6455 by hand (handshake, frames, the one decoder);
 - ``messages``: chat messages and the shape of the replies;
 - ``servers``: ChatFlow's server in the test's process;
