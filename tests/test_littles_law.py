@@ -18,6 +18,9 @@ from chatflow.client.local_server import LocalServer
 from chatflow.client.results import PhaseResult, RunResult, SenderStats
 from chatflow.client.run import LoadTest, usable_cores
 from chatflow.client.summary import format_summary, run_figures
+from chatflow.wan.proxy import DelayProxy
+from tests.support.network import LOCALHOST
+from tests.support.servers import chat_handler, serving
 
 URL = "ws://127.0.0.1:1"
 
@@ -205,6 +208,28 @@ def test_unknown_cores_leave_the_ceiling_unknown() -> None:
 
 
 # -- from real runs -------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_through_a_delay_the_warmup_predicts_the_main_phase_and_the_round_trip_bounds_it() -> None:
+    # 4 × 50 warmup messages, then 8 threads × 150: about 5 s at 20 ms a round trip.
+    rtt_ms, threads = 20.0, 8
+    with serving(chat_handler()) as running, \
+            DelayProxy(listen=(LOCALHOST, 0), upstream=(LOCALHOST, running.port), rtt_ms=rtt_ms) as proxy:
+        config = LoadTestConfig(f"ws://{LOCALHOST}:{proxy.port}", messages=1_400, warmup_threads=4,
+                                warmup_messages=50, threads=threads, seed=5, probe_messages=5)
+        result = LoadTest(config).run()
+    assert result.ok, format_summary(result)
+    warmup, main = result.phase("warmup"), result.phase("main")
+    assert warmup.mean_latency_s >= rtt_ms / 1000  # each direction held half the round trip
+    bounds = result.bounds
+    assert bounds.warmup.predicted == pytest.approx(threads / warmup.mean_latency_s)
+    assert bounds.warmup.actual == pytest.approx(main.throughput)
+    assert bounds.warmup.ratio == pytest.approx(1.0, abs=0.10), format_summary(result)
+    assert bounds.bound is Bound.ROUND_TRIP
+    summary = format_summary(result)
+    assert "Little's Law the seed's way (W = " in summary
+    assert bound_line(summary).startswith("Bound        round trip: main phase at ")
 
 
 @pytest.mark.timeout(60)
