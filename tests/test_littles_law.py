@@ -102,16 +102,16 @@ def test_a_run_hits_the_lower_bound_from_the_hit_fraction_up() -> None:
 def test_bounds_take_the_warmup_w_before_the_idle_probes() -> None:
     idle = with_result(predict("main", 64, 0.0002), 15_000.0, 0.004)
     warmup = predict_from_warmup(64, 0.002, 15_000.0, 0.004)
-    seeded = Bounds(actual=15_000.0, warmup=warmup, idle=idle, cores=2, cpu_s_per_message=100e-6)
+    seeded = Bounds(threads=64, actual=15_000.0, warmup=warmup, idle=idle, cores=2, cpu_s_per_message=100e-6)
     assert (seeded.round_trip, seeded.cpu) == (pytest.approx(32_000), pytest.approx(20_000))
     assert seeded.applies == (Bound.CPU, pytest.approx(20_000))
     assert seeded.fraction == pytest.approx(0.75)
     assert seeded.bound is Bound.NEITHER
-    unseeded = Bounds(actual=15_000.0, warmup=None, idle=idle, cores=None, cpu_s_per_message=None)
+    unseeded = Bounds(threads=64, actual=15_000.0, warmup=None, idle=idle, cores=None, cpu_s_per_message=None)
     assert (unseeded.round_trip, unseeded.cpu) == (pytest.approx(320_000), None)
     assert unseeded.bound is Bound.NEITHER
-    assert Bounds(15_000.0, None, None, None, None).bound is None
-    assert Bounds(15_000.0, None, None, None, None).fraction is None
+    assert Bounds(64, 15_000.0, None, None, None, None).bound is None
+    assert Bounds(64, 15_000.0, None, None, None, None).fraction is None
 
 
 # -- the summary and the report's figures, from a run's counts ---------------------------
@@ -168,7 +168,8 @@ def test_summary_without_warmup_says_so_and_bounds_on_the_idle_probe() -> None:
     assert bound_line(summary).startswith("Bound        round trip: main phase at 1.00 of threads ÷ the idle "
                                           "probe's W (400 msg/s)")
     bounds = run_figures(result)["bounds"]
-    assert (bounds["predicted_from_warmup_msg_s"], bounds["round_trip_basis"]) == (None, "idle probe")
+    assert (bounds["main_threads"], bounds["predicted_from_warmup_msg_s"], bounds["round_trip_basis"]) \
+        == (8, None, "idle probe")
 
 
 def test_summary_with_a_failed_warmup_says_so() -> None:

@@ -114,6 +114,7 @@ class Bounds:
     else the idle probe's (``idle``).
     """
 
+    threads: int
     actual: float | None
     warmup: Prediction | None
     idle: Prediction | None

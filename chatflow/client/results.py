@@ -114,6 +114,7 @@ class RunResult:
         warmup = self.phase("warmup")
         client_us, server_us = self.client_cpu_us_per_message, self.server_cpu_us_per_message
         return Bounds(
+            threads=main.threads,
             actual=main.throughput,
             warmup=predict_from_warmup(main.threads, warmup.mean_latency_s if warmup else None,
                                        main.throughput, main.mean_latency_s),

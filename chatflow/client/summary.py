@@ -182,7 +182,7 @@ def bound_figures(bounds: Bounds) -> dict:
     """The seed's prediction, the CPU ceiling and the bound hit, as plain data."""
     warmup, applies = bounds.warmup, bounds.applies
     return {
-        "main_threads": warmup.threads if warmup is not None else None,
+        "main_threads": bounds.threads,
         "warmup_mean_latency_ms": _rounded(warmup.round_trip_s * 1000 if warmup else None, 4),
         "predicted_from_warmup_msg_s": _rounded(warmup.predicted if warmup else None, 1),
         "main_actual_msg_s": _rounded(bounds.actual, 1),
