@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections import Counter
 
 import pytest
 
-from chatflow.client.littles_law import predict, with_result
 from chatflow.client.main import build_parser, load_test_config
 from chatflow.client.config import LoadTestConfig, RetryPolicy
 from chatflow.client.plan import PhasePlan, plan_phases, split
@@ -177,28 +175,6 @@ def test_max_attempts_from_the_command_line_keeps_the_default_backoff() -> None:
 def test_no_warmup_from_the_command_line(option: str) -> None:
     config = configured("--messages", "100", "--threads", "3", option, "0")
     assert [(plan.name, plan.quotas) for plan in plan_phases(config)] == [("main", [34, 33, 33])]
-
-
-# -- Little's Law ---------------------------------------------------------------------
-
-
-def test_little_law_predicts_threads_over_round_trip() -> None:
-    prediction = predict("main", 8, 0.002)
-    assert prediction.predicted == pytest.approx(4_000)
-    assert prediction.ratio is None and prediction.concurrency is None
-
-
-def test_little_law_ratio_and_concurrency_after_the_phase() -> None:
-    measured = with_result(predict("main", 8, 0.002), actual=3_000, mean_latency_s=0.0025)
-    assert (measured.phase, measured.threads, measured.round_trip_s) == ("main", 8, 0.002)
-    assert measured.ratio == pytest.approx(0.75)
-    assert measured.concurrency == pytest.approx(7.5)  # L = λ·W
-
-
-def test_little_law_degenerate_cases() -> None:
-    assert math.isinf(predict("warmup", 4, 0.0).predicted)
-    assert with_result(predict("main", 8, 0.002), actual=0.0, mean_latency_s=None).concurrency is None
-    assert with_result(predict("main", 8, 0.002), actual=0.0, mean_latency_s=None).ratio == 0.0
 
 
 # -- stopping a run (Ctrl-C) ----------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from chatflow.client.config import LoadTestConfig
-from chatflow.client.littles_law import Prediction
+from chatflow.client.littles_law import Bounds, Prediction, predict_from_warmup
 from chatflow.metrics import Status
 
 
@@ -63,6 +63,8 @@ class RunResult:
     server_cpu_s: float | None = None
     #: This process's peak resident memory when the run ended (before any analysis).
     client_peak_rss_mib: float | None = None
+    #: The CPUs this process could run on, for the CPU ceiling.
+    cores: int | None = None
     interrupted: bool = False
     unreachable: str | None = None
     last_error: str = ""
@@ -99,6 +101,28 @@ class RunResult:
         totals = self.totals
         done = totals.success + totals.failure
         return cpu_s / done * 1e6 if cpu_s is not None and done else None
+
+    def phase(self, name: str) -> PhaseResult | None:
+        return next((p for p in self.phases if p.name == name), None)
+
+    @property
+    def bounds(self) -> Bounds | None:
+        """The main phase against the round trip and the CPU; None without a main phase."""
+        main = self.phase("main")
+        if main is None:
+            return None
+        warmup = self.phase("warmup")
+        client_us, server_us = self.client_cpu_us_per_message, self.server_cpu_us_per_message
+        return Bounds(
+            threads=main.threads,
+            actual=main.throughput,
+            warmup=predict_from_warmup(main.threads, warmup.mean_latency_s if warmup else None,
+                                       main.throughput, main.mean_latency_s),
+            idle=next((p for p in self.predictions if p.phase == "main"), None),
+            cores=self.cores,
+            cpu_s_per_message=(client_us + server_us) / 1e6 if client_us is not None and server_us is not None
+            else None,
+        )
 
     @property
     def ok(self) -> bool:

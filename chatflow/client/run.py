@@ -6,6 +6,7 @@ thread pool runs the senders of each phase, and each phase is timed on its own.
 
 from __future__ import annotations
 
+import os
 import queue
 import random
 import resource
@@ -85,6 +86,7 @@ class LoadTest:
             result.generated = generator.generated
             result.unsent = _drain(messages)
             result.client_cpu_s, result.server_cpu_s = cpu.read()
+            result.cores = usable_cores()
             result.client_peak_rss_mib = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
             result.wall_s = time.monotonic() - started
             result.last_error = next((s.last_error for s in reversed(self._senders) if s.last_error), "")
@@ -112,6 +114,13 @@ class LoadTest:
         for future in futures:
             stats.merge(future.result())
         return PhaseResult(plan.name, plan.threads, plan.messages, stats, duration)
+
+
+def usable_cores() -> int | None:
+    """The CPUs this process may run on (its affinity, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count()
 
 
 def _drain(messages: queue.SimpleQueue) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatflow.client.littles_law import Prediction
+from chatflow.client.littles_law import HIT_FRACTION, Bound, Bounds, Prediction
 from chatflow.client.results import RunResult
 
 RULE = "=" * 72
@@ -54,14 +54,64 @@ def format_summary(result: RunResult) -> str:
         lines += ["", f"Little's Law (W = {result.round_trip_s * 1000:.3f} ms on one idle connection)",
                   f"  {'phase':<8}{'threads':>8}{'predicted':>14}{'actual':>12}{'actual/pred':>13}"
                   f"{'mean W':>11}{'L = λ·W':>10}"]
-        for p in result.predictions:
-            ratio = f"{p.ratio:.2f}" if p.ratio is not None else "-"
-            mean = f"{p.mean_latency_s * 1000:.3f} ms" if p.mean_latency_s is not None else "-"
-            concurrency = f"{p.concurrency:.1f}" if p.concurrency is not None else "-"
-            add(f"  {p.phase:<8}{p.threads:>8}{p.predicted:>14,.0f}{p.actual or 0:>12,.0f}{ratio:>13}"
-                f"{mean:>11}{concurrency:>10}")
+        lines += [_prediction_row(p) for p in result.predictions]
+        lines += format_bounds(result)
     add(RULE)
     return "\n".join(lines)
+
+
+def _prediction_row(p: Prediction) -> str:
+    ratio = f"{p.ratio:.2f}" if p.ratio is not None else "-"
+    mean = f"{p.mean_latency_s * 1000:.3f} ms" if p.mean_latency_s is not None else "-"
+    concurrency = f"{p.concurrency:.1f}" if p.concurrency is not None else "-"
+    return (f"  {p.phase:<8}{p.threads:>8}{p.predicted:>14,.0f}{p.actual or 0:>12,.0f}{ratio:>13}"
+            f"{mean:>11}{concurrency:>10}")
+
+
+def format_bounds(result: RunResult) -> list[str]:
+    """Below the Little's Law table: the seed's prediction, the CPU ceiling, the bound hit."""
+    bounds = result.bounds
+    seed = "Little's Law the seed's way"
+    if bounds is None:
+        return [f"{seed}: no main phase to predict"]
+    if bounds.warmup is not None:
+        lines = [f"{seed} (W = {bounds.warmup.round_trip_s * 1000:.3f} ms, the warmup's mean latency)",
+                 _prediction_row(bounds.warmup)]
+    elif result.phase("warmup") is None:
+        lines = [f"{seed}: no warmup phase, so no warmup W to predict the main phase from"]
+    else:
+        lines = [f"{seed}: no warmup message succeeded, so no warmup W to predict the main phase from"]
+    label = 13
+    if bounds.cpu is not None:
+        client, server = result.client_cpu_us_per_message, result.server_cpu_us_per_message
+        lines.append(f"{'CPU ceiling':<{label}}{bounds.cpu:,.0f} msg/s = {bounds.cores} cores ÷ "
+                     f"({client:.1f} µs client + {server:.1f} µs server CPU per message)")
+    elif result.server_cpu_s is None:
+        lines.append(f"{'CPU ceiling':<{label}}unknown: the server's CPU is measured only with --local")
+    elif not bounds.cores:
+        lines.append(f"{'CPU ceiling':<{label}}unknown: the number of usable cores is unknown")
+    else:
+        lines.append(f"{'CPU ceiling':<{label}}unknown: no CPU per message (no message done)")
+    lines.append(f"{'Bound':<{label}}{_bound_text(bounds)}")
+    return lines
+
+
+def _bound_text(bounds: Bounds) -> str:
+    """Which bound the main phase hit, in words (the rule: docs/client.md#littles-law-and-the-bounds-of-a-run)."""
+    applies, bound, fraction = bounds.applies, bounds.bound, bounds.fraction
+    if applies is None or bound is None or fraction is None:
+        return "unknown: neither the round trip nor the CPU gave a rate"
+    lower, rate = applies
+    w = "the warmup's W" if bounds.warmup is not None else "the idle probe's W"
+    named = f"threads ÷ {w}" if lower is Bound.ROUND_TRIP else "the CPU ceiling"
+    which = "the lower bound" if bounds.cpu is not None and bounds.round_trip is not None else "the one known"
+    ran = f"main phase at {fraction:.2f} of {named} ({rate:,.0f} msg/s), {which}"
+    if bound is Bound.ROUND_TRIP:
+        return f"round trip: {ran}: the messages waited on the round trip"
+    if bound is Bound.CPU:
+        return f"CPU: {ran}: the cores were busy"
+    return (f"neither: {ran}; under {HIT_FRACTION:.2f} of it, so something else held it back "
+            f"(the client's GIL, a lock, the server's one thread, a share of the cores)")
 
 
 def verdict(result: RunResult) -> str:
@@ -97,8 +147,8 @@ def run_figures(result: RunResult) -> dict:
         "reconnections": totals.reconnections,
         "retries": totals.retries,
         "queue_found_empty": totals.queue_empty,
-        "client_cpu_us_per_message": round(client_cpu, 1) if client_cpu is not None else None,
-        "server_cpu_us_per_message": round(server_cpu, 1) if server_cpu is not None else None,
+        "client_cpu_us_per_message": _rounded(client_cpu, 1),
+        "server_cpu_us_per_message": _rounded(server_cpu, 1),
         "client_peak_rss_mib": result.client_peak_rss_mib,
         "interrupted": result.interrupted,
         "unreachable": result.unreachable,
@@ -115,11 +165,39 @@ def run_figures(result: RunResult) -> dict:
             "threads": p.threads,
             "round_trip_ms": round(p.round_trip_s * 1000, 4),
             "predicted_msg_s": round(p.predicted, 1),
-            "actual_msg_s": round(p.actual, 1) if p.actual is not None else None,
-            "actual_over_predicted": round(p.ratio, 4) if p.ratio is not None else None,
-            "mean_latency_ms": round(p.mean_latency_s * 1000, 4) if p.mean_latency_s is not None else None,
-            "concurrency_L": round(p.concurrency, 2) if p.concurrency is not None else None,
+            "actual_msg_s": _rounded(p.actual, 1),
+            "actual_over_predicted": _rounded(p.ratio, 4),
+            "mean_latency_ms": _rounded(p.mean_latency_s * 1000 if p.mean_latency_s is not None else None, 4),
+            "concurrency_L": _rounded(p.concurrency, 2),
         }
         for p in result.predictions
     ]
-    return {"summary": summary, "littles_law": littles_law}
+    figures = {"summary": summary, "littles_law": littles_law}
+    if result.bounds is not None:
+        figures["bounds"] = bound_figures(result.bounds)
+    return figures
+
+
+def bound_figures(bounds: Bounds) -> dict:
+    """The seed's prediction, the CPU ceiling and the bound hit, as plain data."""
+    warmup, applies = bounds.warmup, bounds.applies
+    return {
+        "main_threads": bounds.threads,
+        "warmup_mean_latency_ms": _rounded(warmup.round_trip_s * 1000 if warmup else None, 4),
+        "predicted_from_warmup_msg_s": _rounded(warmup.predicted if warmup else None, 1),
+        "main_actual_msg_s": _rounded(bounds.actual, 1),
+        "actual_over_predicted_from_warmup": _rounded(warmup.ratio if warmup else None, 4),
+        "round_trip_bound_msg_s": _rounded(bounds.round_trip, 1),
+        "round_trip_basis": None if bounds.round_trip is None else "warmup" if warmup is not None else "idle probe",
+        "cores": bounds.cores,
+        "cpu_us_per_message": _rounded(bounds.cpu_s_per_message * 1e6 if bounds.cpu_s_per_message else None, 1),
+        "cpu_ceiling_msg_s": _rounded(bounds.cpu, 1),
+        "bound": bounds.bound.value if bounds.bound is not None else None,
+        "bound_applying": applies[0].value if applies is not None else None,
+        "actual_over_bound": _rounded(bounds.fraction, 4),
+        "hit_fraction": HIT_FRACTION,
+    }
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return round(value, digits) if value is not None else None
