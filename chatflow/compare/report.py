@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from chatflow.compare.aggregate import RATIOS
+
 #: The figure's text where it was not measured or its run failed.
 NA = "n/a"
 #: The pairings' order in every table and chart: the baseline (other → other) first, then
 #: each side swapped for Python's, then Python → Python.
 CODE_ORDER = ("oo", "op", "po", "pp")
 #: Each ratio's numerator over its denominator, should a JSON leave a ratio out.
-RATIO_CODES = {"server": ("op", "oo"), "client": ("po", "oo"), "pair": ("pp", "oo")}
+RATIO_CODES = {side: (numerator, denominator) for side, (numerator, denominator, _) in RATIOS.items()}
 #: A side whose msg/s ratio's median is within this of 1 is "about the same".
 TOLERANCE = 0.05
 #: The ratios' figures, in order, each with its column title.

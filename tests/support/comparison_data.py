@@ -3,7 +3,8 @@ pairings over two or three rounds with figures shaped like a loopback sitting's,
 client's latencies in whole ms; variants with a pairing failed or only some codes run.
 
 The per-round msg/s and CPU figures are chosen so that the ratios come out round
-(:data:`EXPECTED`), and the medians and ratios are summed up as the runner does.
+(:data:`EXPECTED`), and the medians and ratios are summed up by the runner's own
+``chatflow.compare.aggregate``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import statistics
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-CODES = ("pp", "po", "op", "oo")
+from chatflow.compare import aggregate
+from chatflow.compare.pairings import CODES, abba_order
+
 #: Per pairing, per round: msg/s, server µs/msg, client µs/msg, p50 ms, p99 ms, client RSS MiB.
 ROUNDS = {
     "oo": [(15000, 37.0, 90.0, 4, 12, 180), (14000, 36.0, 81.0, 4, 11, 176), (16000, 39.0, 98.0, 5, 14, 184)],
@@ -32,11 +35,6 @@ EXPECTED = {
 #: The CDFs' levels, the same for every run.
 QUANTILES = [round(q / 100, 2) for q in range(1, 100)] + [0.995, 0.999]
 BUCKET_S = 1.0
-
-
-def abba(codes: Iterable[str], rounds: int) -> list[tuple[str, int]]:
-    codes = list(codes)
-    return [(code, r) for r in range(1, rounds + 1) for code in (codes if r % 2 else codes[::-1])]
 
 
 def _cdf(p50: float, p99: float, whole_ms: bool) -> list[float]:
@@ -88,47 +86,6 @@ def _failed(run: Mapping[str, Any], error: str) -> dict[str, Any]:
             "timeline": None, "cdf": None}
 
 
-PAIRING_KEYS = {"msg_s": ("msg_s",), "p50_ms": ("latency_ms", "p50"), "p99_ms": ("latency_ms", "p99"),
-                "server_cpu_us_per_msg": ("server_cpu_us_per_msg",),
-                "client_cpu_us_per_msg": ("client_cpu_us_per_msg",),
-                "client_peak_rss_mib": ("client_peak_rss_mib",), "success_ratio": ("success_ratio",)}
-RATIOS = {"server": ("op", "oo", ("msg_s", "server_cpu_us_per_msg")),
-          "client": ("po", "oo", ("msg_s", "client_cpu_us_per_msg")),
-          "pair": ("pp", "oo", ("msg_s", "server_cpu_us_per_msg", "client_cpu_us_per_msg"))}
-
-
-def _spread(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"median": None, "min": None, "max": None}
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
-def _read(figures: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    for key in path:
-        figures = figures[key]
-    return figures
-
-
-def _pairings(runs: list[dict[str, Any]], codes: Iterable[str]) -> dict[str, Any]:
-    result = {}
-    for code in codes:
-        good = [r for r in runs if r["code"] == code and r["ok"]]
-        spreads = {key: _spread([_read(r["figures"], path) for r in good]) for key, path in PAIRING_KEYS.items()}
-        result[code] = {"runs": sum(r["code"] == code for r in runs), "ok_runs": len(good),
-                        **{part: {key: s[part] for key, s in spreads.items()} for part in ("median", "min", "max")}}
-    return result
-
-
-def _ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    ok = {(r["code"], r["round"]): r["figures"] for r in runs if r["ok"]}
-    result = {}
-    for side, (top, bottom, figures) in RATIOS.items():
-        rounds = sorted(r for c, r in ok if c == top and (bottom, r) in ok)
-        result[side] = {"numerator": top, "denominator": bottom,
-                        **{f: _spread([ok[top, r][f] / ok[bottom, r][f] for r in rounds]) for f in figures}}
-    return result
-
-
 def comparison(rounds: int = 3, messages: int = 500_000, other: str = "Java", rtt_ms: float = 0.0,
                only: Iterable[str] = CODES, failed: Mapping[str, str] | None = None,
                other_whole_ms: bool = True, seed: int = 13) -> dict[str, Any]:
@@ -137,7 +94,7 @@ def comparison(rounds: int = 3, messages: int = 500_000, other: str = "Java", rt
     writes whole ms, as the Java client does."""
     rng = random.Random(seed)
     only = [code for code in CODES if code in set(only)]
-    order = abba(only, rounds)
+    order = abba_order(only, rounds)
     runs = []
     for index, (code, round_number) in enumerate(order):
         run = _run(code, round_number, index, messages, rng, other_whole_ms)
@@ -162,6 +119,6 @@ def comparison(rounds: int = 3, messages: int = 500_000, other: str = "Java", rt
                      "other_client": "java-original/run_client.sh {url} {messages}"},
         "order": [code for code, _ in order],
         "runs": runs,
-        "pairings": _pairings(runs, only),
-        "ratios": _ratios(runs),
+        "pairings": aggregate.pairings(runs, only),
+        "ratios": aggregate.ratios(runs),
     })
