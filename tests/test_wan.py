@@ -5,6 +5,7 @@ command line."""
 
 from __future__ import annotations
 
+import os
 import random
 import select
 import socket
@@ -300,3 +301,12 @@ def test_a_port_in_use_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]
         assert main(["--listen", f"{host}:{port}", "--upstream", f"{host}:{port}", "--rtt-ms", "1"]) == 1
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("chatflow-wan: cannot listen on ")
+
+
+def test_a_proxy_that_cannot_listen_raises_in_the_caller_and_holds_nothing() -> None:
+    fds = len(os.listdir("/proc/self/fd"))
+    with listener() as busy:
+        proxy = DelayProxy(listen=busy.getsockname(), upstream=busy.getsockname(), rtt_ms=1)
+        with pytest.raises(OSError):
+            proxy.start()
+    assert len(os.listdir("/proc/self/fd")) == fds
