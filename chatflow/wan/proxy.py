@@ -123,6 +123,7 @@ class DelayProxy:
         self.max_buffer = max_buffer
         self._selector = selectors.DefaultSelector()
         self._listener: socket.socket | None = None
+        self._port: int | None = None
         self._upstream_address: tuple | None = None
         self._upstream_family = socket.AF_INET
         self._wakeup_r, self._wakeup_w = socket.socketpair()
@@ -151,6 +152,7 @@ class DelayProxy:
         except OSError:
             self._release()
             raise
+        self._port = self._listener.getsockname()[1]
         self._listener.setblocking(False)
         self._wakeup_r.setblocking(False)
         self._selector.register(self._listener, _READ, None)
@@ -162,8 +164,8 @@ class DelayProxy:
     @property
     def port(self) -> int:
         """The port it listens on (the kernel's pick when ``listen`` asked for port 0)."""
-        assert self._listener is not None, "start() first"
-        return self._listener.getsockname()[1]
+        assert self._port is not None, "start() first"
+        return self._port
 
     def stop(self) -> None:
         """Close every connection and the listener; wait (bounded) for the thread."""
