@@ -301,7 +301,13 @@ def test_a_port_in_use_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]
         host, port = busy.getsockname()
         assert main(["--listen", f"{host}:{port}", "--upstream", f"{host}:{port}", "--rtt-ms", "1"]) == 1
     [line] = capsys.readouterr().err.splitlines()
-    assert line.startswith("chatflow-wan: cannot listen on ")
+    assert line.startswith(f"chatflow-wan: cannot listen on {host}:{port}: ")
+
+
+def test_an_upstream_that_does_not_resolve_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--upstream", "no-such-host.invalid:80", "--rtt-ms", "1"]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("chatflow-wan: cannot resolve --upstream no-such-host.invalid or --listen 127.0.0.1: ")
 
 
 def test_a_proxy_that_cannot_listen_raises_in_the_caller_and_holds_nothing() -> None:
