@@ -8,8 +8,9 @@ so the offered rate does not depend on the round trip. Over the measured window 
 a warmup) it reads the proxy process's CPU from /proc, and every round trip's time.
 
 Figures: the proxy's CPU per message (a message is a round trip: its bytes cross the
-proxy twice), the rate achieved, what the proxy adds to the round trip beyond the
-setting (p50, p99), and the proxy's peak RSS. docs/wan.md reads them. Results go to
+proxy twice), the rate achieved, the round trip beyond the setting (p50, p99) beside the
+same load's round trip straight to the echo server (what the echo and this client add on
+their own), and the proxy's peak RSS. docs/wan.md reads them. Results go to
 bench/results/wan_bench_<timestamp>.json.
 """
 
@@ -20,7 +21,6 @@ import datetime
 import os
 import selectors
 import socket
-import statistics
 import sys
 import time
 from collections import deque
@@ -29,6 +29,7 @@ from pathlib import Path
 from bench import defaults
 from bench.results import RESULTS_DIR, environment, format_spread, summarise, write_results
 from bench.server_bench import REPLY_TIMEOUT, BenchError, repeat, server_running
+from bench.soak import latency_summary
 from chatflow.arguments import seconds, whole_number
 from chatflow.client.config import LoadTestConfig
 from chatflow.server.process import ServerProcess, ServerProcessError
@@ -124,10 +125,13 @@ def drive(port: int, connections: int, rate: float, warmup: float, measure: floa
 
 
 def run_once(connections: int, rate: float, rtt_ms: float, warmup: float, measure: float) -> dict:
-    """One echo server, one proxy, one paced load: the figures of the measured window."""
+    """One echo server; the paced load straight to it, then through a fresh proxy: the
+    figures of each measured window (the direct one says what the echo and this client
+    add, so that what the proxy adds is the rest)."""
     load_before = os.getloadavg()[0]
     echo_port = free_port()
     with server_running([sys.executable, "-m", "bench.tcp_floor", "--serve", str(echo_port)], echo_port):
+        direct, direct_sent = drive(echo_port, connections, rate, warmup, measure, (lambda: None, lambda: None))
         command = [sys.executable, "-m", "chatflow.wan", "--upstream", f"{LOCALHOST}:{echo_port}",
                    "--rtt-ms", f"{rtt_ms:g}"]
         try:
@@ -143,9 +147,9 @@ def run_once(connections: int, rate: float, rtt_ms: float, warmup: float, measur
                 peak_rss = proxy.peak_rss_bytes()
         except ServerProcessError as exc:
             raise BenchError(str(exc)) from None
-    if len(round_trips) != sent:
-        raise BenchError(f"{len(round_trips)} replies to {sent} messages")
-    added = sorted((rt * 1000 - rtt_ms) for rt in round_trips)
+    if len(round_trips) != sent or len(direct) != direct_sent:
+        raise BenchError(f"{len(round_trips)} replies to {sent} messages, {len(direct)} to {direct_sent} direct")
+    proxied, straight = latency_summary(round_trips), latency_summary(direct)
     proxy_cpu = cpu[1] - cpu[0]
     return {
         "connections": connections,
@@ -155,10 +159,8 @@ def run_once(connections: int, rate: float, rtt_ms: float, warmup: float, measur
         "messages_per_second": sent / (wall[1] - wall[0]),
         "proxy_cpu_us_per_message": proxy_cpu / sent * 1e6,
         "proxy_cpu_share_of_a_core": proxy_cpu / (wall[1] - wall[0]),
-        "rtt_added_p50_ms": statistics.median(added),
-        "rtt_added_p99_ms": added[min(len(added) - 1, int(len(added) * 0.99))],
-        "rtt_added_max_ms": added[-1],
-        "rtt_added_min_ms": added[0],
+        **{f"rtt_added_{name}": value - rtt_ms for name, value in proxied.items()},
+        **{f"rtt_direct_{name}": value for name, value in straight.items()},
         "proxy_peak_rss_mib": peak_rss / 2**20,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg()[0],
@@ -167,7 +169,10 @@ def run_once(connections: int, rate: float, rtt_ms: float, warmup: float, measur
 
 FIGURES = [("msg/s", "messages_per_second", 0), ("proxy CPU µs/msg", "proxy_cpu_us_per_message", 1),
            ("proxy CPU, share of a core", "proxy_cpu_share_of_a_core", 3),
-           ("RTT added p50 ms", "rtt_added_p50_ms", 2), ("RTT added p99 ms", "rtt_added_p99_ms", 2),
+           ("RTT beyond the setting, p50 ms", "rtt_added_p50_ms", 2),
+           ("RTT beyond the setting, p99 ms", "rtt_added_p99_ms", 2),
+           ("RTT without the proxy, p50 ms", "rtt_direct_p50_ms", 2),
+           ("RTT without the proxy, p99 ms", "rtt_direct_p99_ms", 2),
            ("proxy peak RSS MiB", "proxy_peak_rss_mib", 1)]
 
 
@@ -203,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Delay proxy, {args.connections} connections, {args.rate:,} msg/s offered, RTT {args.rtt_ms:g} ms: "
           f"median of {args.runs} run(s) (min–max)")
     for label, key, digits in FIGURES:
-        print(f"  {label:<28}{format_spread(summary[key], digits)}")
+        print(f"  {label:<32}{format_spread(summary[key], digits)}")
     report = {
         "benchmark": "wan_bench",
         "started_at": started.isoformat(),

@@ -5,6 +5,7 @@ command line."""
 
 from __future__ import annotations
 
+import os
 import random
 import select
 import socket
@@ -125,7 +126,7 @@ def test_the_measured_round_trip_is_the_setting() -> None:
             times.append((time.perf_counter() - started) * 1000)
     assert statistics.median(times) == pytest.approx(rtt_ms, abs=2.0), times
     assert min(times) >= rtt_ms - 1.0, times
-    assert proxy.cpu_seconds() > 0
+    assert proxy.cpu_seconds() > 0 and proxy.port > 0  # both still read after the proxy stopped
 
 
 def test_bytes_and_order_are_intact_under_64_connections_with_jitter() -> None:
@@ -221,9 +222,10 @@ def test_a_reset_is_passed_on(who_resets: str) -> None:
 def test_an_upstream_that_refuses_resets_the_client() -> None:
     with listener() as closed:
         address = closed.getsockname()
-    with DelayProxy(listen=ANY_PORT, upstream=address, rtt_ms=10) as proxy, connect(proxy) as client:
-        with pytest.raises(ConnectionResetError):
-            client.recv(RECV_SIZE)
+    with DelayProxy(listen=ANY_PORT, upstream=address, rtt_ms=10) as proxy:
+        with pytest.raises(ConnectionResetError):  # on loopback the reset may beat connect() back
+            with connect(proxy) as client:
+                client.recv(RECV_SIZE)
         assert proxy.stats().upstream_failures == 1
 
 
@@ -299,4 +301,19 @@ def test_a_port_in_use_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]
         host, port = busy.getsockname()
         assert main(["--listen", f"{host}:{port}", "--upstream", f"{host}:{port}", "--rtt-ms", "1"]) == 1
     [line] = capsys.readouterr().err.splitlines()
-    assert line.startswith("chatflow-wan: cannot listen on ")
+    assert line.startswith(f"chatflow-wan: cannot listen on {host}:{port}: ")
+
+
+def test_an_upstream_that_does_not_resolve_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--upstream", "no-such-host.invalid:80", "--rtt-ms", "1"]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("chatflow-wan: cannot resolve --upstream no-such-host.invalid or --listen 127.0.0.1: ")
+
+
+def test_a_proxy_that_cannot_listen_raises_in_the_caller_and_holds_nothing() -> None:
+    fds = len(os.listdir("/proc/self/fd"))
+    with listener() as busy:
+        proxy = DelayProxy(listen=busy.getsockname(), upstream=busy.getsockname(), rtt_ms=1)
+        with pytest.raises(OSError):
+            proxy.start()
+    assert len(os.listdir("/proc/self/fd")) == fds

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 import threading
 
@@ -64,9 +65,12 @@ def main(argv: list[str] | None = None) -> int:
                        jitter_ms=args.jitter_ms, seed=args.seed, max_buffer=args.max_buffer)
     try:
         proxy.start()
+    except socket.gaierror as exc:
+        print(f"{PROG}: cannot resolve --upstream {args.upstream[0]} or --listen {args.listen[0]}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
     except OSError as exc:
-        print(f"{PROG}: cannot listen on {args.listen[0]}:{args.listen[1]} "
-              f"or reach {args.upstream[0]}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{PROG}: cannot listen on {args.listen[0]}:{args.listen[1]}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

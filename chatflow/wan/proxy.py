@@ -123,6 +123,7 @@ class DelayProxy:
         self.max_buffer = max_buffer
         self._selector = selectors.DefaultSelector()
         self._listener: socket.socket | None = None
+        self._port: int | None = None
         self._upstream_address: tuple | None = None
         self._upstream_family = socket.AF_INET
         self._wakeup_r, self._wakeup_w = socket.socketpair()
@@ -143,11 +144,15 @@ class DelayProxy:
     # -- the caller's side ------------------------------------------------------------
 
     def start(self) -> DelayProxy:
-        family, _, _, _, address = socket.getaddrinfo(*self.upstream, type=socket.SOCK_STREAM)[0]
-        self._upstream_family, self._upstream_address = family, address
-        host = self.listen[0]
-        self._listener = socket.create_server(self.listen, backlog=1024,
-                                              family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        try:
+            family, _, _, _, address = socket.getaddrinfo(*self.upstream, type=socket.SOCK_STREAM)[0]
+            self._upstream_family, self._upstream_address = family, address
+            self._listener = socket.create_server(self.listen, backlog=1024,
+                                                  family=socket.AF_INET6 if ":" in self.listen[0] else socket.AF_INET)
+        except OSError:
+            self._release()
+            raise
+        self._port = self._listener.getsockname()[1]
         self._listener.setblocking(False)
         self._wakeup_r.setblocking(False)
         self._selector.register(self._listener, _READ, None)
@@ -159,12 +164,13 @@ class DelayProxy:
     @property
     def port(self) -> int:
         """The port it listens on (the kernel's pick when ``listen`` asked for port 0)."""
-        assert self._listener is not None, "start() first"
-        return self._listener.getsockname()[1]
+        assert self._port is not None, "start() first"
+        return self._port
 
     def stop(self) -> None:
         """Close every connection and the listener; wait (bounded) for the thread."""
         if self._thread is None:
+            self._release()
             return
         self._stopping.set()
         try:
@@ -175,8 +181,13 @@ class DelayProxy:
         if self._thread.is_alive():
             raise RuntimeError(f"the proxy's thread did not stop within {STOP_TIMEOUT:g} s")
         self._thread = None
+        self._release()
+
+    def _release(self) -> None:
+        """Close the wake-up pair and the selector (again, if the thread did: closing is idempotent)."""
         self._wakeup_r.close()
         self._wakeup_w.close()
+        self._selector.close()
 
     def __enter__(self) -> DelayProxy:
         return self.start()
