@@ -395,7 +395,7 @@ def summary(data: Mapping[str, Any]) -> str:
     s = data.get("settings") or {}
     return (f"{s.get('messages', 0):,} messages a run ({s.get('warmup_threads', '?')} × "
             f"{s.get('warmup_messages', 0):,} warmup, {s.get('threads', '?')} main threads), "
-            f"{s.get('rounds', '?')} rounds interleaved (ABBA), {regime(s)}; "
+            f"{s.get('rounds', '?')} round{'' if s.get('rounds') == 1 else 's'} interleaved (ABBA), {regime(s)}; "
             f"{len(data.get('runs') or [])} runs, created {data.get('created', NA)}.")
 
 

@@ -1,0 +1,160 @@
+"""Regenerate docs/comparison.md: ChatFlow against the Java original, the four pairings, on
+loopback and through ``chatflow.wan`` at the seed's 34 ms, in one sitting.
+
+Runs ``python -m chatflow.compare --java DIR`` once per network regime (the default
+experiment: 500,000 messages, 3 interleaved rounds), keeps each regime's report under
+docs/measurements/comparison/ (comparison.json, .md, .html and the charts; not the
+per-message CSVs), and writes docs/comparison.md from the JSON files. The Java original is
+the one built by ``../shared/tools/java-original`` (its README); DIR defaults to where its
+``build.sh`` puts it.
+
+    python -m bench.comparison [--java DIR] [--rounds 3] [--messages 500000] [--rtt-ms 34]
+    python -m bench.comparison --from-results   # rewrite the pages from the saved JSON files
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import doc
+from bench.results import REPO_ROOT
+from chatflow.client.config import LoadTestConfig
+from chatflow.compare import report
+
+COMMAND = "python -m bench.comparison"
+PAGE = REPO_ROOT / "docs" / "comparison.md"
+FOLDER = doc.MEASUREMENTS / "comparison"
+#: The seed's laptop → EC2 round trip (SPEC §4).
+SEED_RTT_MS = 34.0
+ROUNDS = 3
+#: Where ``../shared/tools/java-original/build.sh`` builds the Java original unless told.
+JAVA_DEFAULT = Path(os.environ.get("JAVA_ORIGINAL", "~/.cache/chatflow-java-original")).expanduser()
+#: The files of a regime's report kept in docs/ (the runs' folders, with their CSVs, are not).
+KEPT = ("comparison.json", "comparison.md", "comparison.html", "*.png")
+
+
+def regime_name(rtt_ms: float) -> str:
+    return "loopback" if not rtt_ms else f"rtt-{rtt_ms:g}ms"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
+    parser.add_argument("--java", type=Path, default=JAVA_DEFAULT, metavar="DIR",
+                        help="the built Java original (default $JAVA_ORIGINAL or build.sh's folder)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--messages", type=int, default=LoadTestConfig.messages)
+    parser.add_argument("--rtt-ms", type=float, default=SEED_RTT_MS, help="the delayed regime's round trip")
+    parser.add_argument("--from-results", action="store_true",
+                        help="rewrite the pages from docs/measurements/comparison/*/comparison.json")
+    parser.add_argument("--doc", type=Path, default=None,
+                        help="write the summary page here (default docs/comparison.md, for the default run only)")
+    args = parser.parse_args(argv)
+
+    regimes = [0.0, args.rtt_ms]
+    default_run = args.rounds == ROUNDS and args.messages == LoadTestConfig.messages
+    folder = FOLDER if default_run or args.from_results else None
+    if args.from_results:
+        sittings = [load(FOLDER / regime_name(rtt) / "comparison.json") for rtt in regimes]
+    else:
+        if not (args.java / "run_server.sh").is_file():
+            parser.error(f"no built Java original in {args.java} (see ../shared/tools/java-original/README.md)")
+        sittings = []
+        with tempfile.TemporaryDirectory(prefix="chatflow-comparison-") as scratch:
+            for rtt in regimes:
+                out = Path(scratch) / regime_name(rtt)
+                command = [sys.executable, "-m", "chatflow.compare", "--java", str(args.java),
+                           "--rounds", str(args.rounds), "--messages", str(args.messages),
+                           "--output-dir", str(out)]
+                if rtt:
+                    command += ["--rtt-ms", f"{rtt:g}"]
+                print("$ python", " ".join(command[1:]), flush=True)
+                subprocess.run(command, cwd=REPO_ROOT, check=False)
+                data = public(load(out / "comparison.json"), args.java, Path(scratch))
+                sittings.append(data)
+                if folder is not None:
+                    keep(data, out, folder / regime_name(rtt))
+    page = args.doc or (PAGE if folder is not None else None)
+    if page is not None:
+        print(f"wrote {doc.shown(doc.write_page(page, summary_page(sittings)))}")
+    return 0 if all(run["ok"] for data in sittings for run in data["runs"]) else 1
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def public(data: dict[str, Any], java: Path, scratch: Path) -> dict[str, Any]:
+    """The sitting as it may be published: this machine's folders and host name left out."""
+    text = json.dumps(data)
+    for path, name in ((java, "$JAVA_ORIGINAL"), (scratch, "."), (Path(sys.executable), "python"),
+                       (Path.home(), "~")):
+        text = text.replace(json.dumps(str(path))[1:-1], name)
+    data = json.loads(text)
+    data.get("machine", {}).pop("hostname", None)
+    return data
+
+
+def keep(data: Mapping[str, Any], out: Path, folder: Path) -> None:
+    """The regime's JSON as published, and its report re-rendered from it, in ``folder``."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / "comparison.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    report.write_reports(data, folder)
+
+
+def summary_page(sittings: Sequence[Mapping[str, Any]]) -> list[str]:
+    first = sittings[0]
+    settings = first["settings"]
+    lines = doc.header(
+        "ChatFlow against the Java original: the four pairings",
+        COMMAND,
+        "How the tool measures: [comparison-tool.md](comparison-tool.md); the delay proxy: "
+        "[wan.md](wan.md). These figures supersede SPEC §4's.")
+    lines += [
+        f"{settings['messages']:,} messages a run ({settings['warmup_threads']} × {settings['warmup_messages']:,} "
+        f"warmup, then {settings['threads']} threads), {settings['rounds']} rounds of every pairing in ABBA "
+        f"order, one sitting on one machine ({machine_line(first)}). Medians over the rounds, min–max "
+        "below each. msg/s = successful rows ÷ span of send timestamps in each client's CSV; server CPU "
+        "from /proc of its process tree during the client's run; client CPU and peak RSS of its whole "
+        "process (wait4, as /usr/bin/time); the Python client runs with `--no-analysis`, so neither "
+        "client's figures include charts.", ""]
+    for data in sittings:
+        name = regime_name(data["settings"].get("rtt_ms") or 0)
+        lines += [f"## {report.regime(data['settings']).capitalize()}", "",
+                  f"**Finding.** {report.finding_of(data)}", ""]
+        lines += report.markdown_table(report.pairing_table(data))
+        note = report.whole_ms_note(data)
+        if note:
+            lines += [note, ""]
+        lines += report.markdown_table(report.ratio_table(data))
+        failed = report.failures(data)
+        if failed:
+            lines += ["Failed runs:", "", *(f"- {line}" for line in failed), ""]
+        lines += [f"The full report, with every run, the charts and the commands: "
+                  f"[comparison.html](measurements/comparison/{name}/comparison.html) "
+                  f"([Markdown](measurements/comparison/{name}/comparison.md), "
+                  f"[JSON](measurements/comparison/{name}/comparison.json)).", "",
+                  f"![Throughput over time](measurements/comparison/{name}/{report.CHARTS['throughput'][0]})", ""]
+    versions = first.get("versions") or {}
+    lines += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".", ""]
+    return lines
+
+
+def machine_line(data: Mapping[str, Any]) -> str:
+    machine = data.get("machine") or {}
+    return (f"{machine.get('cpus', '?')} CPUs ({machine.get('cpu_model', '?')}), shared by client and server, "
+            f"{data.get('created', '?')[:10]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
