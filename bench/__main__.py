@@ -251,8 +251,9 @@ def page(report: dict) -> list[str]:
         *doc.table(("figure", "ChatFlow", "TCP floor", "×floor", "Java reference", "target of #5", ""),
                    e2e_rows, "lrrrrrl"),
         "",
-        "Java reference: the Java original's figures that `python -m bench` prints beside ChatFlow's "
-        "(`JAVA_REFERENCE`); SPEC §4 says how to measure the Java original in the same sitting.",
+        "Java reference: the Java original's figures when #5 set its targets (`JAVA_REFERENCE`), from "
+        "another sitting, so not for comparison; the two measured in one sitting, pairing by pairing, are "
+        "in [comparison.md](../comparison.md) (`python -m bench.comparison`).",
         "",
         "## What bounds the figures",
         "",
