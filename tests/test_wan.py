@@ -269,6 +269,9 @@ def test_a_side_that_does_not_read_gets_back_pressure_not_a_queue() -> None:
 @pytest.mark.parametrize("args, option", [
     (["--upstream", "127.0.0.1:1", "--rtt-ms", "abc"], "--rtt-ms"),
     (["--upstream", "127.0.0.1:1", "--rtt-ms", "-3"], "--rtt-ms"),
+    (["--upstream", "127.0.0.1:1", "--rtt-ms", "nan"], "--rtt-ms"),
+    (["--upstream", "127.0.0.1:1", "--rtt-ms", "60001"], "--rtt-ms"),
+    (["--upstream", "127.0.0.1:1", "--rtt-ms", "3", "--jitter-ms", "inf"], "--jitter-ms"),
     (["--upstream", "nowhere", "--rtt-ms", "3"], "--upstream"),
     (["--upstream", "127.0.0.1:70000", "--rtt-ms", "3"], "--upstream"),
 ])
