@@ -111,6 +111,16 @@ def test_held_bytes_are_bounded_released_in_order_and_end_after_them() -> None:
         stream.end(End.EOF, 0.004)
 
 
+def test_held_chunks_are_bounded_as_well_as_bytes() -> None:
+    stream = HeldStream(Delay(10), max_buffer=1 << 20, max_chunks=3)
+    for n in range(3):
+        assert stream.room > 0
+        stream.push(b"x", n * 0.001)
+    assert (stream.room, stream.held) == (0, 3)  # a byte at a time fills the queue, not the bytes
+    stream.written(1)
+    assert stream.room == (1 << 20) - 2
+
+
 # -- through sockets ------------------------------------------------------------------------
 
 
