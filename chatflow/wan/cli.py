@@ -68,9 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     print(listening.line(PROG, "tcp", host, proxy.port)
           + f" -> {upstream[0]}:{upstream[1]}, round trip +{args.rtt_ms:g} ms, jitter 0-{args.jitter_ms:g} ms",
           file=sys.stderr, flush=True)
-    while not stop.wait(1.0):
+    while proxy.alive and not stop.wait(1.0):
         pass
     proxy.stop()
+    if not stop.is_set():
+        print(f"{PROG}: the proxy stopped by itself ({proxy.failure or 'no reason given'}); "
+              "every connection was closed", file=sys.stderr, flush=True)
+        return 1
     stats = proxy.stats()
     print(f"{PROG} stopped: {stats.connections_accepted} connections, {stats.bytes_to_upstream:,} bytes up, "
           f"{stats.bytes_to_client:,} down, {proxy.cpu_seconds():.2f} s CPU", file=sys.stderr, flush=True)
