@@ -241,6 +241,15 @@ def test_a_reset_is_passed_on(who_resets: str) -> None:
         wait_until(lambda: proxy.stats().connections_open == 0, message="the link closed")
 
 
+def test_a_release_days_away_does_not_overflow_the_selectors_timeout() -> None:
+    with proxied_echo(rtt_ms=1e12) as proxy, connect(proxy) as first:
+        first.sendall(b"x")
+        wait_until(lambda: proxy.stats().held_bytes == 1, message="the byte held")
+        with connect(proxy):  # the thread still serves after waiting on that release
+            wait_until(lambda: proxy.stats().connections_accepted == 2, message="the second accepted")
+        assert proxy.alive
+
+
 def test_an_upstream_named_by_host_name_is_reached() -> None:
     with EchoServer() as echo, DelayProxy(listen=ANY_PORT, upstream=("localhost", echo.address[1]),
                                           rtt_ms=2) as proxy, connect(proxy) as sock:
