@@ -135,6 +135,20 @@ def test_chatflows_csv_counts_outcomes_not_attempts(tmp_path: Path) -> None:
     assert timeline == {"bucket_s": 1.0, "success": [2]}
 
 
+def test_a_stray_timestamp_is_one_line_not_a_billion_buckets(tmp_path: Path) -> None:
+    stray = JAVA_CSV + "0,TEXT,1,success,1\n1800000000000,TEXT,1,success,1\n"  # 1970 and 2027
+    (tmp_path / "metrics.csv").write_text(stray)
+    _, table = yardstick.newest_metrics(tmp_path)
+    with pytest.raises(AnalysisError, match=r"^[\d,]+ buckets of 1 s .*at most 100,000[^\n]*$"):
+        yardstick.timeline(table)
+
+
+def test_a_run_without_successes_has_a_timeline_of_zeros(tmp_path: Path) -> None:
+    (tmp_path / "metrics.csv").write_text("timestamp,messageType,latency,statusCode,roomId\n"
+                                          "1000,TEXT,2,error,1\n2500,TEXT,2,timeout,1\n")
+    assert yardstick.timeline(yardstick.newest_metrics(tmp_path)[1]) == {"bucket_s": 1.0, "success": [0, 0]}
+
+
 def test_the_newest_metrics_csv_wins_and_other_csvs_are_passed_over(tmp_path: Path) -> None:
     old, new, other = tmp_path / "a" / "old.csv", tmp_path / "b" / "new.csv", tmp_path / "other.csv"
     for path, text, mtime in ((old, JAVA_CSV, 1_000), (new, CHATFLOW_CSV, 2_000), (other, "a,b\n1,2\n", 3_000)):
