@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from chatflow.arguments import whole_number
-from chatflow.client.main import add_size_options
+from chatflow.client.config import add_size_options
 from chatflow.compare import aggregate, machine, pairings, report
 from chatflow.compare.commands import (PLACEHOLDERS, CommandError, CommandTemplate, java_templates,
                                        python_client_template, python_server_command)
