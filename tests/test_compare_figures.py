@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chatflow.analysis.performance_analyzer import AnalysisError
+from chatflow.analysis.performance_analyzer import AnalysisError, PerformanceAnalyzer
 from chatflow.compare import aggregate, yardstick
 from chatflow.compare.commands import CommandError, CommandTemplate, java_templates, run_values
 from chatflow.compare.pairings import CODES, PairingError, abba_order, codes_table, parse_only
@@ -133,6 +133,14 @@ def test_chatflows_csv_counts_outcomes_not_attempts(tmp_path: Path) -> None:
         "latency_resolution_ms": 0.001,
     }
     assert timeline == {"bucket_s": 1.0, "success": [2]}
+
+
+@pytest.mark.parametrize("text", [JAVA_CSV, CHATFLOW_CSV])
+def test_the_timeline_is_the_analyzers(tmp_path: Path, text: str) -> None:
+    (tmp_path / "metrics.csv").write_text(text)
+    path, table = yardstick.newest_metrics(tmp_path)
+    buckets = PerformanceAnalyzer(yardstick.TIMELINE_BUCKET_S).analyze(path).buckets
+    assert yardstick.timeline(table)["success"] == [bucket.successes for bucket in buckets]
 
 
 def test_a_stray_timestamp_is_one_line_not_a_billion_buckets(tmp_path: Path) -> None:
