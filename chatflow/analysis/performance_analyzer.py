@@ -346,7 +346,7 @@ def success_timeline(frame: pd.DataFrame, bucket_seconds: float) -> SuccessTimel
     if count > MAX_BUCKETS:
         raise AnalysisError(
             f"{count:,} buckets of {bucket_seconds:g} s over a span of {span_us / 1e6:,.3f} s "
-            f"(at most {MAX_BUCKETS:,}); use a longer bucket, or check the file's timestamps")
+            f"(at most {MAX_BUCKETS:,}): check the file's timestamps, or use a longer bucket")
     done_us = _completion_us(successful(frame)) - start_us
     index = np.minimum(done_us // bucket_us, count - 1).astype(np.int64)
     return SuccessTimeline(bucket_us, span_us, np.bincount(index, minlength=count).tolist())
