@@ -9,9 +9,9 @@ import platform
 import statistics
 import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 
+from chatflow.compare.machine import package_version
 from tests.support.processes import REPO_ROOT  # the checkout: the benchmarks read it from here
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -38,13 +38,7 @@ def environment() -> dict:
 
 
 def package_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in ("chatflow", "websockets", "websocket-client", "orjson"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return {name: package_version(name) for name in ("chatflow", "websockets", "websocket-client", "orjson")}
 
 
 def git_commit() -> str | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chatflow.analysis.performance_analyzer import AnalysisError
+from chatflow.analysis.performance_analyzer import AnalysisError, PerformanceAnalyzer
 from chatflow.compare import aggregate, yardstick
 from chatflow.compare.commands import CommandError, CommandTemplate, java_templates, run_values
 from chatflow.compare.pairings import CODES, PairingError, abba_order, codes_table, parse_only
@@ -133,6 +133,28 @@ def test_chatflows_csv_counts_outcomes_not_attempts(tmp_path: Path) -> None:
         "latency_resolution_ms": 0.001,
     }
     assert timeline == {"bucket_s": 1.0, "success": [2]}
+
+
+@pytest.mark.parametrize("text", [JAVA_CSV, CHATFLOW_CSV])
+def test_the_timeline_is_the_analyzers(tmp_path: Path, text: str) -> None:
+    (tmp_path / "metrics.csv").write_text(text)
+    path, table = yardstick.newest_metrics(tmp_path)
+    buckets = PerformanceAnalyzer(yardstick.TIMELINE_BUCKET_S).analyze(path).buckets
+    assert yardstick.timeline(table)["success"] == [bucket.successes for bucket in buckets]
+
+
+def test_a_stray_timestamp_is_one_line_not_a_billion_buckets(tmp_path: Path) -> None:
+    stray = JAVA_CSV + "0,TEXT,1,success,1\n1800000000000,TEXT,1,success,1\n"  # 1970 and 2027
+    (tmp_path / "metrics.csv").write_text(stray)
+    _, table = yardstick.newest_metrics(tmp_path)
+    with pytest.raises(AnalysisError, match=r"^[\d,]+ buckets of 1 s .*at most 100,000[^\n]*$"):
+        yardstick.timeline(table)
+
+
+def test_a_run_without_successes_has_a_timeline_of_zeros(tmp_path: Path) -> None:
+    (tmp_path / "metrics.csv").write_text("timestamp,messageType,latency,statusCode,roomId\n"
+                                          "1000,TEXT,2,error,1\n2500,TEXT,2,timeout,1\n")
+    assert yardstick.timeline(yardstick.newest_metrics(tmp_path)[1]) == {"bucket_s": 1.0, "success": [0, 0]}
 
 
 def test_the_newest_metrics_csv_wins_and_other_csvs_are_passed_over(tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ from chatflow.client.littles_law import (
 )
 from chatflow.client.local_server import LocalServer
 from chatflow.client.results import PhaseResult, RunResult, SenderStats
-from chatflow.client.run import LoadTest, usable_cores
+from chatflow.client.cpu import usable_cores
+from chatflow.client.run import LoadTest
 from chatflow.client.summary import format_summary, run_figures
 from chatflow.wan.proxy import DelayProxy
 from tests.support.network import LOCALHOST
@@ -61,7 +62,7 @@ def test_the_seeds_prediction_is_main_threads_over_the_warmups_w() -> None:
 
 
 @pytest.mark.parametrize("warmup_w", [None, 0.0, -1.0])
-def test_no_warmup_w_gives_no_prediction(warmup_w) -> None:
+def test_no_warmup_w_gives_no_prediction(warmup_w: float | None) -> None:
     assert predict_from_warmup(64, warmup_w, actual=1_000.0, main_mean_latency_s=0.05) is None
 
 

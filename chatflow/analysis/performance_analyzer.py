@@ -271,8 +271,7 @@ class PerformanceAnalyzer:
     """Turns a metrics CSV into an :class:`AnalysisResult` of plain figures."""
 
     def __init__(self, bucket_seconds: float = DEFAULT_BUCKET_SECONDS) -> None:
-        if not (math.isfinite(bucket_seconds) and bucket_seconds >= MIN_BUCKET_SECONDS):
-            raise AnalysisError(f"bucket length must be at least {MIN_BUCKET_SECONDS} s, got {bucket_seconds}")
+        _check_bucket(bucket_seconds)
         self.bucket_seconds = float(bucket_seconds)
 
     def analyze(self, path: str | Path) -> AnalysisResult:
@@ -280,7 +279,7 @@ class PerformanceAnalyzer:
         frame = table.frame
         messages = frame[frame[FINAL]]
         retried = frame[~frame[FINAL]]
-        succeeded = messages[messages[STATUS] == Status.SUCCESS]
+        succeeded = successful(frame)
         start_us, end_us = _run_bounds_us(frame)
         span_s = (end_us - start_us) / 1e6 if start_us is not None else None
         rate = _rate_over(span_s)
@@ -304,29 +303,58 @@ class PerformanceAnalyzer:
             end_timestamp_ms=end_us / 1000 if end_us is not None else None,
             span_s=span_s,
             throughput_per_s=rate(len(succeeded)),
-            buckets=self._buckets(succeeded, start_us, end_us),
+            buckets=self._buckets(frame),
             latency_histogram=latency_histogram(succeeded[LATENCY].to_numpy()),
         )
 
-    def _buckets(self, succeeded: pd.DataFrame, start_us: int | None, end_us: int | None) -> list[Bucket]:
-        if start_us is None:
-            return []
-        bucket_us = round(self.bucket_seconds * 1e6)
-        span_us = end_us - start_us
-        count = max(1, -(-span_us // bucket_us))
-        if count > MAX_BUCKETS:
-            raise AnalysisError(
-                f"{count:,} buckets of {self.bucket_seconds:g} s over a span of {span_us / 1e6:,.3f} s "
-                f"(at most {MAX_BUCKETS:,}); use a longer bucket, or check the file's timestamps")
-        done_us = _completion_us(succeeded) - start_us
-        index = np.minimum(done_us // bucket_us, count - 1).astype(np.int64)
-        successes = np.bincount(index, minlength=count)
+    def _buckets(self, frame: pd.DataFrame) -> list[Bucket]:
+        timeline = success_timeline(frame, self.bucket_seconds)
         buckets = []
-        for i, n in enumerate(successes.tolist()):
-            begin, end = i * bucket_us, min((i + 1) * bucket_us, span_us)
+        for i, n in enumerate(timeline.successes):
+            begin, end = i * timeline.bucket_us, min((i + 1) * timeline.bucket_us, timeline.span_us)
             length_s = (end - begin) / 1e6
             buckets.append(Bucket(begin / 1e6, end / 1e6, n, n / length_s if length_s > 0 else None))
         return buckets
+
+
+@dataclass(frozen=True)
+class SuccessTimeline:
+    """Successful messages per bucket of their completion, from the run's first send; the
+    last bucket ends with the run's last completion, so it may be shorter than the others.
+    Whole microseconds, so that bucket edges are exact."""
+
+    bucket_us: int
+    span_us: int
+    successes: list[int]
+
+
+def successful(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of messages that succeeded (their last attempt's outcome is success)."""
+    return frame[frame[FINAL] & (frame[STATUS] == Status.SUCCESS)]
+
+
+def success_timeline(frame: pd.DataFrame, bucket_seconds: float) -> SuccessTimeline:
+    """The throughput timeline of a metrics table's frame; AnalysisError rather than more
+    than MAX_BUCKETS buckets (a stray timestamp would otherwise allocate without limit)."""
+    _check_bucket(bucket_seconds)
+    start_us, end_us = _run_bounds_us(frame)
+    bucket_us = round(bucket_seconds * 1e6)
+    if start_us is None:
+        return SuccessTimeline(bucket_us, 0, [])
+    span_us = end_us - start_us
+    count = max(1, -(-span_us // bucket_us))
+    if count > MAX_BUCKETS:
+        raise AnalysisError(
+            f"{count:,} buckets of {bucket_seconds:g} s over a span of {span_us / 1e6:,.3f} s "
+            f"(at most {MAX_BUCKETS:,}): check the file's timestamps, or use a longer bucket")
+    done_us = _completion_us(successful(frame)) - start_us
+    index = np.minimum(done_us // bucket_us, count - 1).astype(np.int64)
+    return SuccessTimeline(bucket_us, span_us, np.bincount(index, minlength=count).tolist())
+
+
+def _check_bucket(bucket_seconds: float) -> None:
+    if not (math.isfinite(bucket_seconds) and bucket_seconds >= MIN_BUCKET_SECONDS):
+        raise AnalysisError(f"bucket length must be at least {MIN_BUCKET_SECONDS} s, got {bucket_seconds}")
 
 
 def latency_stats(latencies: np.ndarray) -> LatencyStats:

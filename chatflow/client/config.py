@@ -1,14 +1,18 @@
 """The configuration of a load test, and the one place of the client's defaults.
 
 The defaults are the Java original's run: 32 warmup threads × 1,000 messages, then 64
-threads for the rest of 500,000. The command line shows and uses these fields' defaults
-(``chatflow.client.main``); the classes below the run take their settings from a config.
+threads for the rest of 500,000. The command lines show and use these fields' defaults
+(``add_size_options`` below, ``chatflow.client.main``); the classes below the run take
+their settings from a config.
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
+
+from chatflow.arguments import whole_number
 
 
 @dataclass(frozen=True)
@@ -46,3 +50,18 @@ class LoadTestConfig:
 
     def room_url(self, room: int) -> str:
         return f"{self.base_url}/chat/{room}"
+
+
+def add_size_options(parser: argparse.ArgumentParser, title: str | None = None) -> None:
+    """A run's size, ``--messages`` to ``--threads``, with LoadTestConfig's defaults (in a
+    group of ``title``): for every command line that runs the load test (``chatflow-client``,
+    ``chatflow-compare``)."""
+    d = LoadTestConfig
+    group = parser.add_argument_group(title) if title else parser
+    group.add_argument("--messages", type=whole_number(1), default=d.messages, help="total messages (default %(default)s)")
+    group.add_argument("--warmup-threads", type=whole_number(0), default=d.warmup_threads,
+                       help="warmup threads, 0 for no warmup (default %(default)s)")
+    group.add_argument("--warmup-messages", type=whole_number(0), default=d.warmup_messages,
+                       help="messages per warmup thread (default %(default)s)")
+    group.add_argument("--threads", type=whole_number(1), default=d.threads,
+                       help="main phase threads (default %(default)s)")

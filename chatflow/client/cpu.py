@@ -1,7 +1,8 @@
-"""CPU time of the client, and of a local server, over a run's phases."""
+"""CPU time of the client, and of a local server, over a run's phases; the cores it may use."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import psutil
@@ -35,3 +36,10 @@ class CpuMeter:
         end = self._server_cpu()
         server = end - self._server_start if end is not None and self._server_start is not None else None
         return client, server
+
+
+def usable_cores() -> int | None:
+    """The CPUs this process may run on (its affinity, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count()

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from chatflow.arguments import seconds, whole_number
-from chatflow.client.config import LoadTestConfig
+from chatflow.client.config import LoadTestConfig, add_size_options
 from chatflow.client.csv_writer import CsvWriter
 from chatflow.client.local_server import LocalServer, LocalServerError
 from chatflow.client.progress import ProgressDisplay
@@ -35,21 +35,6 @@ def server_url(text: str) -> str:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 1-65535, got {port}")
     return f"ws://{host}:{port}"
-
-
-def add_size_options(parser: argparse.ArgumentParser, title: str | None = None) -> None:
-    """A run's size, ``--messages`` to ``--threads``, with LoadTestConfig's defaults (in a
-    group of ``title``): for every command line that runs the load test (this one,
-    ``chatflow-compare``)."""
-    d = LoadTestConfig
-    group = parser.add_argument_group(title) if title else parser
-    group.add_argument("--messages", type=whole_number(1), default=d.messages, help="total messages (default %(default)s)")
-    group.add_argument("--warmup-threads", type=whole_number(0), default=d.warmup_threads,
-                       help="warmup threads, 0 for no warmup (default %(default)s)")
-    group.add_argument("--warmup-messages", type=whole_number(0), default=d.warmup_messages,
-                       help="messages per warmup thread (default %(default)s)")
-    group.add_argument("--threads", type=whole_number(1), default=d.threads,
-                       help="main phase threads (default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,6 @@ thread pool runs the senders of each phase, and each phase is timed on its own.
 
 from __future__ import annotations
 
-import os
 import queue
 import random
 import resource
@@ -16,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 
 from chatflow.client.config import LoadTestConfig
-from chatflow.client.cpu import CpuMeter
+from chatflow.client.cpu import CpuMeter, usable_cores
 from chatflow.client.littles_law import Prediction, predict, with_result
 from chatflow.client.message_generator import MessageGenerator
 from chatflow.client.message_sender import MessageSender
@@ -114,13 +113,6 @@ class LoadTest:
         for future in futures:
             stats.merge(future.result())
         return PhaseResult(plan.name, plan.threads, plan.messages, stats, duration)
-
-
-def usable_cores() -> int | None:
-    """The CPUs this process may run on (its affinity, where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count()
 
 
 def _drain(messages: queue.SimpleQueue) -> int:

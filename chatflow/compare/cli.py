@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from chatflow.arguments import milliseconds, whole_number
-from chatflow.client.main import add_size_options
+from chatflow.client.config import add_size_options
 from chatflow.compare import aggregate, machine, pairings, report
 from chatflow.compare.commands import (PLACEHOLDERS, CommandError, CommandTemplate, java_templates,
-                                       python_client_template, python_server_command)
+                                       python_client_template)
 from chatflow.compare.pairings import PairingError
 from chatflow.compare.runner import Experiment, PairingRunner, Sides
+from chatflow.server.process import local_server_command
 
 PROG = "chatflow-compare"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -132,7 +133,7 @@ def skeleton(args: argparse.Namespace, experiment: Experiment, sides: Sides, cod
                      "seed": experiment.seed, "only": codes},
         "names": names,
         "codes": pairings.codes_table(names),
-        "commands": {"python_server": shlex.join(python_server_command()), "python_client": sides.python_client.text,
+        "commands": {"python_server": shlex.join(local_server_command()), "python_client": sides.python_client.text,
                      "other_server": sides.other_server.text, "other_client": sides.other_client.text},
         "order": [code for code, _ in pairings.abba_order(codes, args.rounds)],
         "runs": [],

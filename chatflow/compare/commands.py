@@ -1,5 +1,6 @@
-"""The commands a comparison runs: ChatFlow's own server and client, and the other
-implementation's, given as templates with placeholders.
+"""The commands a comparison runs: ChatFlow's own client (its server is
+``chatflow.server.process``'s), and the other implementation's, given as templates with
+placeholders.
 
 A template is split as a shell would (``shlex``), then each word's placeholders are
 filled, so a value never needs quoting; leading ``NAME=value`` words set the command's
@@ -15,8 +16,6 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-from chatflow.server.process import local_server_command
 
 #: What a template may name, and what each stands for.
 PLACEHOLDERS = {
@@ -90,11 +89,6 @@ class CommandTemplate:
             env[assignment[1]] = assignment[2]
             words.pop(0)
         return Command(words, env)
-
-
-def python_server_command() -> list[str]:
-    """ChatFlow's server on loopback and ports the kernel picks (its listening lines say which)."""
-    return local_server_command()
 
 
 def python_client_template() -> CommandTemplate:

@@ -36,6 +36,7 @@ def machine() -> dict[str, Any]:
 
 
 def package_version(name: str) -> str | None:
+    """The installed distribution's version, or None when it is not installed."""
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:

@@ -21,10 +21,10 @@ from typing import Any
 import chatflow
 from chatflow.analysis.performance_analyzer import AnalysisError, MetricsTable
 from chatflow.compare import yardstick
-from chatflow.compare.commands import Command, CommandTemplate, python_server_command, run_values
+from chatflow.compare.commands import Command, CommandTemplate, run_values
 from chatflow.compare.pairings import PYTHON
 from chatflow.compare.timed import Accounting, StartError, run_accounted
-from chatflow.server.process import LOOPBACK, ServerProcess, ServerProcessError
+from chatflow.server.process import LOOPBACK, ServerProcess, ServerProcessError, local_server_command
 from chatflow.wan.proxy import DelayProxy
 
 #: A client may take this long, plus ``CLIENT_SECONDS_PER_MESSAGE`` a message (500 msg/s,
@@ -176,7 +176,7 @@ class PairingRunner:
         name = self.side_name(side)
         try:
             if side == PYTHON:
-                process = ServerProcess(with_env(python_server_command(), python_env()), cwd=directory,
+                process = ServerProcess(with_env(local_server_command(), python_env()), cwd=directory,
                                         log_path=directory / "server.log")
             else:
                 port, health_port = free_ports(2)

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from chatflow.analysis.performance_analyzer import AnalysisError, MetricsTable, latency_stats, load_metrics
-from chatflow.metrics import FINAL, LATENCY, STATUS, TIMESTAMP, Status
+from chatflow.analysis.performance_analyzer import (AnalysisError, MetricsTable, latency_stats, load_metrics,
+                                                   success_timeline, successful)
+from chatflow.metrics import FINAL, LATENCY, TIMESTAMP
 
 #: Seconds per bucket of the throughput timeline.
 TIMELINE_BUCKET_S = 1.0
@@ -39,17 +40,11 @@ def newest_metrics(directory: Path) -> tuple[Path, MetricsTable]:
     raise AnalysisError(f"no metrics CSV under {directory}{looked}")
 
 
-def successes(table: MetricsTable) -> pd.DataFrame:
-    """The rows of messages that succeeded (their last attempt's outcome is success)."""
-    frame = table.frame
-    return frame[frame[FINAL] & (frame[STATUS] == Status.SUCCESS)]
-
-
 def figures(table: MetricsTable, messages: int) -> dict[str, Any]:
     """The run's counts, rate and latency; ``messages`` is how many the run was to send."""
     frame = table.frame
     outcomes = int(frame[FINAL].sum())
-    succeeded = successes(table)
+    succeeded = successful(frame)
     latencies = succeeded[LATENCY].to_numpy()
     span_s = _send_span_s(frame)
     stats = latency_stats(latencies)
@@ -80,20 +75,14 @@ def latency_resolution_ms(latencies: np.ndarray) -> float:
 
 
 def timeline(table: MetricsTable, bucket_s: float = TIMELINE_BUCKET_S) -> dict[str, Any]:
-    """Successful messages per bucket of their completion (send + latency), from the first send."""
-    frame = table.frame
-    succeeded = successes(table)
-    if succeeded.empty:
-        return {"bucket_s": bucket_s, "success": []}
-    start_ms = frame[TIMESTAMP].min()
-    done_s = (succeeded[TIMESTAMP].to_numpy() + succeeded[LATENCY].to_numpy() - start_ms) / 1000
-    counts = np.bincount(np.floor(done_s / bucket_s).astype(np.int64))
-    return {"bucket_s": bucket_s, "success": counts.tolist()}
+    """Successful messages per bucket of their completion, from the first send (the analyzer's
+    timeline); AnalysisError for a span that would need too many buckets."""
+    return {"bucket_s": bucket_s, "success": success_timeline(table.frame, bucket_s).successes}
 
 
 def cdf(table: MetricsTable) -> dict[str, Any]:
     """Latency of successful messages at ``CDF_QUANTILES`` (the same levels for every run)."""
-    latencies = successes(table)[LATENCY].to_numpy()
+    latencies = successful(table.frame)[LATENCY].to_numpy()
     if latencies.size == 0:
         return {"quantiles": list(CDF_QUANTILES), "latency_ms": []}
     values = np.quantile(latencies, CDF_QUANTILES, method="linear")
