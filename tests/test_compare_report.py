@@ -123,8 +123,8 @@ def test_console_reports_a_failed_pairing_and_its_errors() -> None:
     text = console(comparison(failed={"po": error}))
     assert re.search(r"^Python → Java +0/3 +failed$", text, re.M)
     assert [line for line in text.splitlines() if error in line] == [
-        f"  Python → Java, round 1 (run 1): {error}", f"  Python → Java, round 2 (run 6): {error}",
-        f"  Python → Java, round 3 (run 9): {error}"]
+        f"  Python → Java, round 1 (run 2): {error}", f"  Python → Java, round 2 (run 7): {error}",
+        f"  Python → Java, round 3 (run 10): {error}"]
     assert text.splitlines()[-1].endswith("the clients were not compared (Python → Java failed).")
 
 
@@ -195,7 +195,7 @@ def test_a_failed_pairing_is_written_as_failed(tmp_path: Path) -> None:
                   tmp_path)
     text = (tmp_path / "comparison.md").read_text(encoding="utf-8")
     assert "| Java → Java | 0/2 | failed |" in text
-    assert "- Java → Java, round 1 (run 3): other server exited with status 127 before listening" in text
+    assert "- Java → Java, round 1 (run 4): other server exited with status 127 before listening" in text
     assert "No side can be judged" in text
     for name in ("comparison_throughput.png", "comparison_latency_cdf.png", "comparison_bars.png"):
         png_size(tmp_path / name)
