@@ -7,16 +7,22 @@ from __future__ import annotations
 import json
 import re
 import struct
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Union
 
 import pytest
 
-from chatflow.compare import report
-from chatflow.compare.report import console, finding, write_reports
+from chatflow.compare.finding import differs, finding, finding_of
+from chatflow.compare.report import console, write_reports
 from tests.support import browser
 from tests.support.comparison_data import EXPECTED, comparison
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: A msg/s ratio given to :func:`ratios`: a median, or (median, min, max), or None for none.
+Given = Union[float, tuple[float, float, float], None]
+#: The module's written sitting: its data, its directory and the files written.
+Written = tuple[dict, Path, list[Path]]
 NAMES = {"python": "Python", "other": "Java"}
 
 FULL_FINDING = (
@@ -30,9 +36,9 @@ def ratio(median: float, low: float | None = None, high: float | None = None) ->
     return {"median": median, "min": median if low is None else low, "max": median if high is None else high}
 
 
-def ratios(server: float | tuple | None, client: float | tuple | None) -> dict[str, dict]:
+def ratios(server: Given, client: Given) -> dict[str, dict]:
     """The server and client ratios of msg/s: a median, or (median, min, max)."""
-    def figure(value):
+    def figure(value: Given) -> dict[str, float] | None:
         return None if value is None else ratio(*value) if isinstance(value, tuple) else ratio(value)
 
     return {"server": {"numerator": "op", "denominator": "oo", "msg_s": figure(server)},
@@ -40,7 +46,7 @@ def ratios(server: float | tuple | None, client: float | tuple | None) -> dict[s
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory) -> tuple[dict, Path, list[Path]]:
+def written(tmp_path_factory: pytest.TempPathFactory) -> Written:
     """The full sitting's reports, written once for the module's tests."""
     data = comparison()
     directory = tmp_path_factory.mktemp("comparison")
@@ -51,7 +57,7 @@ def written(tmp_path_factory) -> tuple[dict, Path, list[Path]]:
 
 
 def test_the_finding_of_the_full_sitting_names_the_client() -> None:
-    assert report.finding_of(comparison()) == FULL_FINDING
+    assert finding_of(comparison()) == FULL_FINDING
 
 
 @pytest.mark.parametrize("server, client, expected", [
@@ -82,14 +88,14 @@ def test_the_finding_of_the_full_sitting_names_the_client() -> None:
     (None, None, "No side can be judged: the clients were not compared (Python → Java failed); the servers "
                  "were not compared (Java → Python failed)."),
 ])
-def test_the_finding_rule(server, client, expected) -> None:
+def test_the_finding_rule(server: Given, client: Given, expected: str) -> None:
     missing = {"server": "Java → Python failed", "client": "Python → Java failed"}
     assert finding(ratios(server, client), NAMES, missing) == expected
 
 
 def test_a_side_within_tolerance_is_about_the_same_at_its_edge() -> None:
-    assert not report.differs(1.05) and not report.differs(0.95)
-    assert report.differs(1.051) and report.differs(0.949)
+    assert not differs(1.05) and not differs(0.95)
+    assert differs(1.051) and differs(0.949)
 
 
 def test_a_missing_ratio_entry_is_not_compared() -> None:
@@ -151,7 +157,7 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", head[16:24])
 
 
-def test_every_file_is_written_and_every_chart_is_a_png(written) -> None:
+def test_every_file_is_written_and_every_chart_is_a_png(written: Written) -> None:
     _, directory, paths = written
     assert [p.name for p in paths] == ["comparison.md", "comparison.html", "comparison_throughput.png",
                                        "comparison_latency_cdf.png", "comparison_bars.png"]
@@ -160,7 +166,7 @@ def test_every_file_is_written_and_every_chart_is_a_png(written) -> None:
         assert width >= 800 and height >= 400
 
 
-def test_markdown_has_the_tables_the_finding_and_relative_chart_links(written) -> None:
+def test_markdown_has_the_tables_the_finding_and_relative_chart_links(written: Written) -> None:
     data, directory, _ = written
     text = (directory / "comparison.md").read_text(encoding="utf-8")
     assert f"**Finding.** {FULL_FINDING}" in text
@@ -172,7 +178,7 @@ def test_markdown_has_the_tables_the_finding_and_relative_chart_links(written) -
     assert "java-original/run_client.sh {url} {messages}" in text
 
 
-def test_html_is_self_contained(written) -> None:
+def test_html_is_self_contained(written: Written) -> None:
     _, directory, _ = written
     page = (directory / "comparison.html").read_text(encoding="utf-8")
     sources = re.findall(r'src="([^"]*)"', page)
@@ -181,9 +187,19 @@ def test_html_is_self_contained(written) -> None:
     for reference in ("http:", "https:", "//", "href=", "url(", "@import", "<script", "<link"):
         assert reference not in without_data
     assert FULL_FINDING.replace("'", "&#x27;") in page
+    assert '<td>12,300<span class="range">10,360–15,040</span></td>' in page  # the range on its own line
+    assert '<h2>Every run</h2><details><summary>12 rows</summary>' in page  # folded until opened
 
 
-def test_a_report_from_the_saved_json_is_the_same(written, tmp_path: Path) -> None:
+def test_html_sets_apart_only_the_ranges_of_figures(tmp_path: Path) -> None:
+    error = "other client exited with status 3 (no luck)"
+    write_reports(comparison(rounds=1, failed={"po": error}), tmp_path)
+    page = (tmp_path / "comparison.html").read_text(encoding="utf-8")
+    assert f"<td>{error}</td>" in page and "no luck</span>" not in page
+    assert '<td>4†</td>' in page  # a whole-ms median of one round: no range, its mark kept
+
+
+def test_a_report_from_the_saved_json_is_the_same(written: Written, tmp_path: Path) -> None:
     data, directory, _ = written
     saved = json.loads(json.dumps(data))
     write_reports(saved, tmp_path)
@@ -205,7 +221,7 @@ def test_a_failed_pairing_is_written_as_failed(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def chromium():
+def chromium() -> Iterator[Any]:
     """A headless Chromium, or a skip where none is installed (a failure where
     $CHATFLOW_REQUIRE_BROWSER is 1, as in CI)."""
     reason = browser.missing()
@@ -216,7 +232,7 @@ def chromium():
         yield chrome
 
 
-def test_the_page_in_a_browser(written, chromium, tmp_path: Path) -> None:
+def test_the_page_in_a_browser(written: Written, chromium: Any, tmp_path: Path) -> None:
     data, directory, _ = written
     page = browser.open_page(chromium, directory / "comparison.html")
     assert page.title.startswith("ChatFlow comparison: Python and Java")

@@ -16,7 +16,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import LogLocator, StrMethodFormatter
 
 from chatflow.analysis.throughput_visualizer import DPI, FIGURE_INCHES, HEADROOM, THOUSANDS
-from chatflow.compare.report import codes_of, label, ok_runs, representative
+from chatflow.compare.document import codes_of, label, ok_runs, representative
 
 #: One colour per pairing, the same in every chart.
 COLOURS = {"oo": "tab:red", "op": "tab:orange", "po": "tab:purple", "pp": "tab:blue"}

@@ -1,0 +1,86 @@
+"""The comparison's finding: one line saying which side differs and by how much, judged from
+the server and client ratios alone. Pure: ratios in, a sentence out."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from chatflow.compare.document import NA, RATIO_CODES, not_compared, ratio_codes, ratio_text
+
+#: A side whose msg/s ratio's median is within this of 1 is "about the same".
+TOLERANCE = 0.05
+
+
+SAME, DIFFERS, UNCLEAR = "about the same", "differs", "unclear"
+
+
+def differs(ratio: float) -> bool:
+    """Outside ±TOLERANCE of 1 (to the figure shown: 1.05 is within 5 %)."""
+    return round(abs(ratio - 1.0), 6) > TOLERANCE
+
+
+def verdict(figure: Mapping[str, float | None]) -> str:
+    """A side's msg/s ratio judged: about the same (median within ±TOLERANCE), differs (beyond
+    it, and every round on the same side of 1), else unclear (the rounds disagree)."""
+    median, low, high = figure["median"], figure.get("min"), figure.get("max")
+    if not differs(median):
+        return SAME
+    if low is not None and high is not None and low <= 1.0 <= high:
+        return UNCLEAR
+    return DIFFERS
+
+
+def finding(ratios: Mapping[str, Any], names: Mapping[str, str], missing: Mapping[str, str] | None = None) -> str:
+    """One line saying which side differs and by how much, from the server and client ratios.
+
+    Each side is judged by :func:`verdict`; of the sides that differ, the one furthest from 1
+    leads. ``missing`` says, per side, why its ratio is absent.
+    """
+    python, other = names.get("python", "Python"), names.get("other", "other")
+    clauses, verdicts, distance = {}, {}, {}
+    for side in ("client", "server"):
+        entry = ratios.get(side) or {}
+        figure = entry.get("msg_s") or {}
+        if figure.get("median") is None:
+            reason = (missing or {}).get(side) or "a pairing missing"
+            clauses[side] = f"the {side}s were not compared ({reason})"
+            continue
+        verdicts[side] = verdict(figure)
+        distance[side] = abs(math.log(figure["median"])) if figure["median"] > 0 else math.inf
+        cpu = entry.get(f"{side}_cpu_us_per_msg")
+        at_cpu = f", at {ratio_text(cpu)} its CPU per message" if ratio_text(cpu) != NA else ""
+        clauses[side] = (f"the {python} {side} makes {ratio_text(figure)} the {other} {side}'s msg/s "
+                         f"under the same {'client' if side == 'server' else 'server'}{at_cpu}")
+    if not verdicts:
+        return f"No side can be judged: {clauses['client']}; {clauses['server']}."
+    ranked = sorted(verdicts, key=distance.__getitem__, reverse=True)
+    different = [side for side in ranked if verdicts[side] == DIFFERS]
+    unjudged = [side for side in ("client", "server") if side not in verdicts]
+
+    def said(side: str) -> str:
+        if verdicts[side] == UNCLEAR:
+            return f"the {side}s' rounds disagree: {clauses[side]}"
+        return f"the {side}s are about the same: {clauses[side]}"
+
+    if len(different) == 2:
+        lead, parts = f"Both sides differ, the {different[0]}s most", [clauses[side] for side in different]
+    elif different:
+        lead = f"The {different[0]}s are the difference"
+        parts = [clauses[different[0]]] + [said(side) for side in ranked if side != different[0]]
+    elif all(v == SAME for v in verdicts.values()):
+        lead = (f"Neither side differs by more than {TOLERANCE:.0%}" if len(verdicts) == 2
+                else f"The {ranked[0]}s are about the same")
+        parts = [clauses[side] for side in ranked]
+    else:
+        lead, parts = "No side clearly differs", [said(side) for side in ranked]
+    parts += [clauses[side] for side in unjudged]
+    return f"{lead}: " + "; ".join(parts) + "."
+
+
+def finding_of(data: Mapping[str, Any]) -> str:
+    """The finding of a comparison.json."""
+    ratios = data.get("ratios") or {}
+    missing = {side: not_compared(data, ratio_codes(ratios, side)) for side in RATIO_CODES}
+    return finding(ratios, data.get("names") or {}, missing)
