@@ -13,7 +13,7 @@ from typing import Any, Union
 
 import pytest
 
-from chatflow.compare.finding import differs, finding, finding_of
+from chatflow.compare.finding import CHEAPER, COSTLIER, cpu_verdict, differs, finding, finding_of
 from chatflow.compare.report import console, write_reports
 from tests.support import browser
 from tests.support.comparison_data import EXPECTED, comparison
@@ -26,9 +26,9 @@ Written = tuple[dict, Path, list[Path]]
 NAMES = {"python": "Python", "other": "Java"}
 
 FULL_FINDING = (
-    "The clients are the difference: the Python client makes 0.82× (0.74–0.94) the Java client's msg/s "
-    "under the same server, at 1.05× (1.05–1.06) its CPU per message; the servers are about the same: "
-    "the Python server makes 1.05× (0.99–1.06) the Java server's msg/s under the same client, at 0.83× "
+    "Both sides differ, the clients in msg/s, the servers in CPU: the Python client makes 0.82× (0.74–0.94) "
+    "the Java client's msg/s under the same server, at 1.05× (1.05–1.06) its CPU per message; the Python server "
+    "is cheaper at about the same rate: 1.05× (0.99–1.06) the Java server's msg/s under the same client at 0.83× "
     "(0.78–0.87) its CPU per message.")
 
 
@@ -36,13 +36,18 @@ def ratio(median: float, low: float | None = None, high: float | None = None) ->
     return {"median": median, "min": median if low is None else low, "max": median if high is None else high}
 
 
-def ratios(server: Given, client: Given) -> dict[str, dict]:
-    """The server and client ratios of msg/s: a median, or (median, min, max)."""
+def ratios(server: Given, client: Given, server_cpu: Given = None, client_cpu: Given = None) -> dict[str, dict]:
+    """The server and client ratios of msg/s, and of each side's CPU per message where given:
+    a median, or (median, min, max)."""
     def figure(value: Given) -> dict[str, float] | None:
         return None if value is None else ratio(*value) if isinstance(value, tuple) else ratio(value)
 
-    return {"server": {"numerator": "op", "denominator": "oo", "msg_s": figure(server)},
-            "client": {"numerator": "po", "denominator": "oo", "msg_s": figure(client)}}
+    given = {"server": {"numerator": "op", "denominator": "oo", "msg_s": figure(server)},
+             "client": {"numerator": "po", "denominator": "oo", "msg_s": figure(client)}}
+    for side, cpu in (("server", server_cpu), ("client", client_cpu)):
+        if cpu is not None:
+            given[side][f"{side}_cpu_us_per_msg"] = figure(cpu)
+    return given
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +61,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> Written:
 # -- the finding ------------------------------------------------------------------------------
 
 
-def test_the_finding_of_the_full_sitting_names_the_client() -> None:
+def test_the_finding_of_the_full_sitting_names_the_slower_client_and_the_cheaper_server() -> None:
     assert finding_of(comparison()) == FULL_FINDING
 
 
@@ -93,9 +98,47 @@ def test_the_finding_rule(server: Given, client: Given, expected: str) -> None:
     assert finding(ratios(server, client), NAMES, missing) == expected
 
 
+@pytest.mark.parametrize("server, client, server_cpu, client_cpu, expected", [
+    (1.02, 0.98, (0.83, 0.78, 0.87), None,
+     "The servers are the difference, in CPU: the Python server is cheaper at about the same rate: 1.02× the Java "
+     "server's msg/s under the same client at 0.83× (0.78–0.87) its CPU per message; the clients are about the "
+     "same: the Python client makes 0.98× the Java client's msg/s under the same server."),
+    (1.02, 0.98, (0.90, 0.80, 0.95), None,  # one round's CPU within 5 %: not cheaper
+     "Neither side differs by more than 5%: the Python client makes 0.98× the Java client's msg/s under the same "
+     "server; the Python server makes 1.02× the Java server's msg/s under the same client, at 0.90× (0.80–0.95) "
+     "its CPU per message."),
+    (0.97, 1.00, (0.80, 0.75, 0.85), (1.20, 1.10, 1.30),
+     "Both sides differ in CPU only, the servers most: the Python server is cheaper at about the same rate: 0.97× "
+     "the Java server's msg/s under the same client at 0.80× (0.75–0.85) its CPU per message; the Python client "
+     "is costlier at about the same rate: 1.00× the Java client's msg/s under the same server at 1.20× "
+     "(1.10–1.30) its CPU per message."),
+    ((1.30, 0.90, 1.70), 0.98, (0.80, 0.70, 0.90), None,
+     "The servers are the difference, in CPU: the Python server is cheaper while its rounds disagree on the rate: "
+     "1.30× (0.90–1.70) the Java server's msg/s under the same client at 0.80× (0.70–0.90) its CPU per message; "
+     "the clients are about the same: the Python client makes 0.98× the Java client's msg/s under the same "
+     "server."),
+    (1.30, 0.98, 0.80, None,  # a side that differs in msg/s is judged by msg/s, its CPU said beside
+     "The servers are the difference: the Python server makes 1.30× the Java server's msg/s under the same "
+     "client, at 0.80× its CPU per message; the clients are about the same: the Python client makes 0.98× the "
+     "Java client's msg/s under the same server."),
+    (None, 1.00, None, (1.10, 1.06, 1.20),
+     "The clients are the difference, in CPU: the Python client is costlier at about the same rate: 1.00× the "
+     "Java client's msg/s under the same server at 1.10× (1.06–1.20) its CPU per message; the servers were not "
+     "compared (Java → Python failed)."),
+])
+def test_the_finding_rule_on_cpu_where_msg_s_does_not_differ(server: Given, client: Given, server_cpu: Given,
+                                                              client_cpu: Given, expected: str) -> None:
+    missing = {"server": "Java → Python failed", "client": "Python → Java failed"}
+    assert finding(ratios(server, client, server_cpu, client_cpu), NAMES, missing) == expected
+
+
 def test_a_side_within_tolerance_is_about_the_same_at_its_edge() -> None:
     assert not differs(1.05) and not differs(0.95)
     assert differs(1.051) and differs(0.949)
+    assert cpu_verdict({"median": 0.8, "min": 0.7, "max": 0.95}) is None
+    assert cpu_verdict({"median": 0.8, "min": 0.7, "max": 0.949}) == CHEAPER
+    assert cpu_verdict({"median": 1.2, "min": 1.05, "max": 1.3}) is None
+    assert cpu_verdict({"median": 1.2, "min": 1.051, "max": 1.3}) == COSTLIER
 
 
 def test_a_missing_ratio_entry_is_not_compared() -> None:
