@@ -231,7 +231,7 @@ def test_html_is_self_contained(written: Written) -> None:
         assert reference not in without_data
     assert FULL_FINDING.replace("'", "&#x27;") in page
     assert '<td>12,300<span class="range">10,360–15,040</span></td>' in page  # the range on its own line
-    assert '<h2>Every run</h2><details><summary>12 rows</summary>' in page  # folded until opened
+    assert '<h2>Every run</h2><details><summary>12 rows: open to show</summary>' in page  # folded until opened
 
 
 def test_html_sets_apart_only_the_ranges_of_figures(tmp_path: Path) -> None:

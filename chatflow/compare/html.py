@@ -92,7 +92,7 @@ def render(doc: Document, charts: Mapping[str, Path]) -> str:
         body = "".join(_block(block, charts) for block in section.blocks)
         if section.folded:
             rows = sum(len(b.rows) for b in section.blocks if isinstance(b, Table))
-            parts.append(f"<h2>{escape(section.title)}</h2><details><summary>{rows} rows</summary>"
+            parts.append(f"<h2>{escape(section.title)}</h2><details><summary>{rows} rows: open to show</summary>"
                          f"{body}</details>")
         else:
             parts.append(f"<h2>{escape(section.title)}</h2>{body}")
