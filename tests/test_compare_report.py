@@ -287,6 +287,7 @@ def test_the_page_in_a_browser(written: Written, chromium: Any, tmp_path: Path) 
         assert re.search(rf"^{code['label']} 3/3 ", page.text, re.M), code["label"]
     shot = browser.full_page_png(chromium)
     (tmp_path / "screenshot.png").write_bytes(shot)
+    browser.keep_screenshot(shot)
     width, height = png_size(tmp_path / "screenshot.png")
     assert width >= 1000 and height > 2000  # the whole page, not the window
     from matplotlib.image import imread

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from chatflow.compare import document as content
+from chatflow.compare import document
 from chatflow.compare.document import CHARTS, Block, Chart, Code, Document, Items, Section
 from chatflow.compare.finding import finding_of
 from chatflow.compare.markdown import markdown, plain
@@ -21,18 +21,18 @@ from chatflow.compare.markdown import markdown, plain
 def document_of(data: Mapping[str, Any]) -> Document:
     """The report's content, for every renderer."""
     other = (data.get("names") or {}).get("other", "other")
-    pairings: list[Block] = [content.pairing_table(data)]
-    note = content.whole_ms_note(data)
+    pairings: list[Block] = [document.pairing_table(data)]
+    note = document.whole_ms_note(data)
     pairings += [note] if note else []
     pairings.append("Medians over the rounds with min–max; msg/s = successful rows ÷ span of send timestamps, "
                     "the same yardstick for every client.")
     sections = [
         Section("Pairings", tuple(pairings)),
-        Section("Ratios", (content.ratio_table(data), f"Each ratio per round (that round's numerator run ÷ its "
+        Section("Ratios", (document.ratio_table(data), f"Each ratio per round (that round's numerator run ÷ its "
                            f"denominator run), then the median and min–max over the rounds where both ran. "
                            f"Server: {other}'s client held fixed; client: {other}'s server held fixed.")),
     ]
-    failed = content.failures(data)
+    failed = document.failures(data)
     if failed:
         sections.append(Section("Failures", (Items(tuple(failed)),)))
     sections.append(Section("Charts", (
@@ -44,25 +44,25 @@ def document_of(data: Mapping[str, Any]) -> Document:
         Chart("bars", CHARTS["bars"][1], "Medians with min–max error bars over the rounds."),
     )))
     sections += [
-        Section("Settings", (content.pairs(data.get("settings")), "Run order: " + " ".join(data.get("order") or []))),
-        Section("Machine", (content.pairs(data.get("machine")),)),
-        Section("Versions", (content.pairs(data.get("versions")),)),
+        Section("Settings", (document.pairs(data.get("settings")), "Run order: " + " ".join(data.get("order") or []))),
+        Section("Machine", (document.pairs(data.get("machine")),)),
+        Section("Versions", (document.pairs(data.get("versions")),)),
         Section("Commands", (Code(tuple(f"{k}: {v}" for k, v in (data.get("commands") or {}).items())),)),
-        Section("Every run", (content.run_table(data),), folded=True),
+        Section("Every run", (document.run_table(data),), folded=True),
     ]
-    return Document(content.title(data), content.summary(data), finding_of(data), tuple(sections))
+    return Document(document.title(data), document.summary(data), finding_of(data), tuple(sections))
 
 
 def console(data: Mapping[str, Any]) -> str:
     """The table printed at the end of a comparison: pairings (min–max on msg/s), the three
     ratios, failures, and the finding last."""
-    note = content.whole_ms_note(data)
-    sections = [Section("", (content.pairing_table(data, ranged=False), *([note] if note else []))),
-                Section("", (content.ratio_table(data),))]
-    failed = content.failures(data)
+    note = document.whole_ms_note(data)
+    sections = [Section("", (document.pairing_table(data, ranged=False), *([note] if note else []))),
+                Section("", (document.ratio_table(data),))]
+    failed = document.failures(data)
     if failed:
         sections.append(Section("Failed runs", (Items(tuple(failed)),)))
-    return plain(Document(content.title(data), content.summary(data), finding_of(data), tuple(sections)))
+    return plain(Document(document.title(data), document.summary(data), finding_of(data), tuple(sections)))
 
 
 def write_reports(data: Mapping[str, Any], directory: Path) -> list[Path]:
