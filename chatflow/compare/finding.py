@@ -61,7 +61,7 @@ def finding(ratios: Mapping[str, Any], names: Mapping[str, str], missing: Mappin
     leads. ``missing`` says, per side, why its ratio is absent.
     """
     python, other = names.get("python", "Python"), names.get("other", "other")
-    clauses, figures, verdicts, costs, distance = {}, {}, {}, {}, {}
+    clauses, verdicts, costs, distance = {}, {}, {}, {}
     for side in ("client", "server"):
         entry = ratios.get(side) or {}
         rate = entry.get("msg_s") or {}
@@ -72,21 +72,21 @@ def finding(ratios: Mapping[str, Any], names: Mapping[str, str], missing: Mappin
         verdicts[side] = verdict(rate)
         cpu = entry.get(f"{side}_cpu_us_per_msg")
         cost = cpu_verdict(cpu) if verdicts[side] != DIFFERS else None
+        distance[side] = _distance(cpu["median"] if cost and cpu.get("median") else rate["median"])
+        rate_said = (f"{ratio_text(rate)} the {other} {side}'s msg/s "
+                     f"under the same {'client' if side == 'server' else 'server'}")
+        at_cpu = f" at {ratio_text(cpu)} its CPU per message" if ratio_text(cpu) != NA else ""
         if cost:
             costs[side] = cost
-        distance[side] = _distance(cpu["median"] if cost and cpu.get("median") else rate["median"])
-        at_cpu = f" at {ratio_text(cpu)} its CPU per message" if ratio_text(cpu) != NA else ""
-        figures[side] = (f"{ratio_text(rate)} the {other} {side}'s msg/s "
-                         f"under the same {'client' if side == 'server' else 'server'}")
-        clauses[side] = f"the {python} {side} makes {figures[side]}{',' if at_cpu else ''}{at_cpu}"
-        if cost:
             manner = "at about the same rate" if verdicts[side] == SAME else "while its rounds disagree on the rate"
-            clauses[side] = f"the {python} {side} is {cost} {manner}: {figures[side]}{at_cpu}"
+            clauses[side] = f"the {python} {side} is {cost} {manner}: {rate_said}{at_cpu}"
+        else:
+            clauses[side] = f"the {python} {side} makes {rate_said}{',' if at_cpu else ''}{at_cpu}"
     if not verdicts:
         return f"No side can be judged: {clauses['client']}; {clauses['server']}."
     ranked = sorted(verdicts, key=distance.__getitem__, reverse=True)
     different = [side for side in ranked if verdicts[side] == DIFFERS]
-    dearer = [side for side in ranked if side in costs]
+    in_cpu = [side for side in ranked if side in costs]
     unjudged = [side for side in ("client", "server") if side not in verdicts]
 
     def said(side: str) -> str:
@@ -98,17 +98,17 @@ def finding(ratios: Mapping[str, Any], names: Mapping[str, str], missing: Mappin
 
     if len(different) == 2:
         lead, parts = f"Both sides differ, the {different[0]}s most", [clauses[side] for side in different]
-    elif different and dearer:
-        lead = f"Both sides differ, the {different[0]}s in msg/s, the {dearer[0]}s in CPU"
-        parts = [clauses[different[0]], clauses[dearer[0]]]
+    elif different and in_cpu:
+        lead = f"Both sides differ, the {different[0]}s in msg/s, the {in_cpu[0]}s in CPU"
+        parts = [clauses[different[0]], clauses[in_cpu[0]]]
     elif different:
         lead = f"The {different[0]}s are the difference"
         parts = [clauses[different[0]]] + [said(side) for side in ranked if side != different[0]]
-    elif len(dearer) == 2:
-        lead, parts = f"Both sides differ in CPU only, the {dearer[0]}s most", [clauses[side] for side in dearer]
-    elif dearer:
-        lead = f"The {dearer[0]}s are the difference, in CPU"
-        parts = [clauses[dearer[0]]] + [said(side) for side in ranked if side != dearer[0]]
+    elif len(in_cpu) == 2:
+        lead, parts = f"Both sides differ in CPU only, the {in_cpu[0]}s most", [clauses[side] for side in in_cpu]
+    elif in_cpu:
+        lead = f"The {in_cpu[0]}s are the difference, in CPU"
+        parts = [clauses[in_cpu[0]]] + [said(side) for side in ranked if side != in_cpu[0]]
     elif all(v == SAME for v in verdicts.values()):
         lead = (f"Neither side differs by more than {TOLERANCE:.0%}" if len(verdicts) == 2
                 else f"The {ranked[0]}s are about the same")
