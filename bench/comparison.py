@@ -28,7 +28,7 @@ from typing import Any
 from bench import doc
 from bench.results import REPO_ROOT
 from chatflow.client.config import LoadTestConfig
-from chatflow.compare import report
+from chatflow.compare import document, finding, markdown, report
 
 COMMAND = "python -m bench.comparison"
 PAGE = REPO_ROOT / "docs" / "comparison.md"
@@ -130,21 +130,21 @@ def summary_page(sittings: Sequence[Mapping[str, Any]]) -> list[str]:
         "client's figures include charts.", ""]
     for data in sittings:
         name = regime_name(data["settings"].get("rtt_ms") or 0)
-        lines += [f"## {report.regime(data['settings']).capitalize()}", "",
-                  f"**Finding.** {report.finding_of(data)}", ""]
-        lines += report.markdown_table(report.pairing_table(data))
-        note = report.whole_ms_note(data)
+        lines += [f"## {document.regime(data['settings']).capitalize()}", "",
+                  f"**Finding.** {finding.finding_of(data)}", ""]
+        lines += markdown.markdown_table(document.pairing_table(data))
+        note = document.whole_ms_note(data)
         if note:
             lines += [note, ""]
-        lines += report.markdown_table(report.ratio_table(data))
-        failed = report.failures(data)
+        lines += markdown.markdown_table(document.ratio_table(data))
+        failed = document.failures(data)
         if failed:
             lines += ["Failed runs:", "", *(f"- {line}" for line in failed), ""]
         lines += [f"The full report, with every run, the charts and the commands: "
                   f"[comparison.html](measurements/comparison/{name}/comparison.html) "
                   f"([Markdown](measurements/comparison/{name}/comparison.md), "
                   f"[JSON](measurements/comparison/{name}/comparison.json)).", "",
-                  f"![Throughput over time](measurements/comparison/{name}/{report.CHARTS['throughput'][0]})", ""]
+                  f"![Throughput over time](measurements/comparison/{name}/{document.CHARTS['throughput'][0]})", ""]
     versions = first.get("versions") or {}
     lines += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".", ""]
     return lines

@@ -16,7 +16,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import LogLocator, StrMethodFormatter
 
 from chatflow.analysis.throughput_visualizer import DPI, FIGURE_INCHES, HEADROOM, THOUSANDS
-from chatflow.compare.report import codes_of, label, ok_runs, representative
+from chatflow.compare.document import codes_of, label, ok_runs, representative
 
 #: One colour per pairing, the same in every chart.
 COLOURS = {"oo": "tab:red", "op": "tab:orange", "po": "tab:purple", "pp": "tab:blue"}
@@ -81,7 +81,7 @@ def throughput_chart(data: Mapping[str, Any], path: Path) -> Path:
         axes.set_ylim(0, top * HEADROOM)
         axes.set_xlim(left=0)
         axes.yaxis.set_major_formatter(THOUSANDS)
-        axes.legend(loc="lower center", ncols=2)
+        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=2)  # below the axes: no curve hidden
     elif any(ok_runs(data, code) for code in codes_of(data)):
         _no_data(axes, "every run ended within its first timeline bucket: no curve to draw")
     else:

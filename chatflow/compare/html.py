@@ -1,4 +1,4 @@
-"""``comparison.html``: the report's :class:`~chatflow.compare.report.Document` as one
+"""``comparison.html``: the report's :class:`~chatflow.compare.document.Document` as one
 self-contained page.
 
 Inline CSS, the charts as ``data:`` URIs, no script and no external reference, so the file
@@ -8,12 +8,11 @@ opens offline, moves as one file and prints as it shows.
 from __future__ import annotations
 
 import base64
-import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 
-from chatflow.compare.report import Chart, Code, Document, Items, Table
+from chatflow.compare.document import Block, Cell, Chart, Code, Document, Items, Table, Text
 
 STYLE = """
 :root { color-scheme: light; }
@@ -53,22 +52,17 @@ def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-#: ``15,000 (14,000–16,000)†``: a median and its min–max, the range set on its own line.
-RANGED = re.compile(r"^(?P<median>[^()]+) \((?P<range>[^()]+)\)(?P<mark>\S*)$")
-
-
-def cell_html(text: str) -> str:
-    match = RANGED.match(text)
-    if not match:
-        return escape(text)
-    return (f"{escape(match['median'])}{escape(match['mark'])}"
-            f'<span class="range">{escape(match["range"])}</span>')
+def cell_html(cell: Text) -> str:
+    """A figure's median and mark, its min–max set on its own line; text as it is."""
+    if not isinstance(cell, Cell) or not cell.range:
+        return escape(str(cell))
+    return f'{escape(cell.value)}{escape(cell.mark)}<span class="range">{escape(cell.range)}</span>'
 
 
 def table_html(table: Table) -> str:
-    def cells(row, tag: str) -> str:
-        return "".join(f'<{tag} class="name">{escape(c)}</{tag}>' if i < table.names else
-                       f"<{tag}>{cell_html(c) if tag == 'td' else escape(c)}</{tag}>" for i, c in enumerate(row))
+    def cells(row: Sequence[Text], tag: str) -> str:
+        return "".join(f'<{tag} class="name">{escape(str(c))}</{tag}>' if i < table.names else
+                       f"<{tag}>{cell_html(c)}</{tag}>" for i, c in enumerate(row))
 
     rows = "".join(f'<tr class="failed">{cells(row, "td")}</tr>' if i in table.failed else
                    f"<tr>{cells(row, 'td')}</tr>" for i, row in enumerate(table.rows))
@@ -76,7 +70,7 @@ def table_html(table: Table) -> str:
     return f'<div class="wide"><table>{header}<tbody>{rows}</tbody></table></div>'
 
 
-def _block(block, charts: Mapping[str, Path]) -> str:
+def _block(block: Block, charts: Mapping[str, Path]) -> str:
     if isinstance(block, Table):
         return table_html(block)
     if isinstance(block, Code):
@@ -98,7 +92,7 @@ def render(doc: Document, charts: Mapping[str, Path]) -> str:
         body = "".join(_block(block, charts) for block in section.blocks)
         if section.folded:
             rows = sum(len(b.rows) for b in section.blocks if isinstance(b, Table))
-            parts.append(f"<h2>{escape(section.title)}</h2><details open><summary>{rows} rows</summary>"
+            parts.append(f"<h2>{escape(section.title)}</h2><details><summary>{rows} rows: open to show</summary>"
                          f"{body}</details>")
         else:
             parts.append(f"<h2>{escape(section.title)}</h2>{body}")

@@ -3,6 +3,7 @@ own chromium and chromedriver (Debian's packages), never a downloaded driver, no
 
 Where either is missing the tests skip with :func:`missing`'s reason, unless
 ``$CHATFLOW_REQUIRE_BROWSER`` is 1 (CI sets it), where a missing browser fails instead.
+``$CHATFLOW_SCREENSHOT=FILE.png`` keeps the page's screenshot there (:func:`keep_screenshot`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 #: Set to 1 where a missing browser must fail the tests, not skip them.
 REQUIRE_VARIABLE = "CHATFLOW_REQUIRE_BROWSER"
+#: Set to a file's path to keep a test's screenshot there, for a person to look at.
+SCREENSHOT_VARIABLE = "CHATFLOW_SCREENSHOT"
 #: Debian's chromium and chromium-driver packages install these.
 BROWSERS = ("chromium", "chromium-browser")
 DRIVER = "chromedriver"
@@ -105,3 +108,13 @@ def full_page_png(chrome: Any) -> bytes:
         "format": "png", "captureBeyondViewport": True,
         "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
     return base64.b64decode(shot["data"])
+
+
+def keep_screenshot(png: bytes) -> Path | None:
+    """Also write ``png`` where ``$CHATFLOW_SCREENSHOT`` names a file, for a person to look at."""
+    target = os.environ.get(SCREENSHOT_VARIABLE)
+    if not target:
+        return None
+    path = Path(target)
+    path.write_bytes(png)
+    return path

@@ -96,7 +96,7 @@ def comparison(rounds: int = 3, messages: int = 500_000, other: str = "Java", rt
     only = [code for code in CODES if code in set(only)]
     order = abba_order(only, rounds)
     runs = []
-    for index, (code, round_number) in enumerate(order):
+    for index, (code, round_number) in enumerate(order, 1):  # numbered from 1, as the runner does
         run = _run(code, round_number, index, messages, rng, other_whole_ms)
         runs.append(_failed(run, failed[code]) if failed and code in failed else run)
     names = {"python": "Python", "other": other}
