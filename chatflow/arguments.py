@@ -45,3 +45,16 @@ def seconds(minimum: float = 0.0, maximum: float = math.inf, *, allow_minimum: b
             raise argparse.ArgumentTypeError(f"must be {low}{high} seconds, not {text}")
         return value
     return parse
+
+
+def milliseconds(maximum: float) -> Callable[[str], float]:
+    """A finite duration of 0 ms or more, at most ``maximum`` ms (more is surely a unit mistake)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (math.isfinite(value) and 0 <= value <= maximum):
+            raise argparse.ArgumentTypeError(f"must be 0-{maximum:g} ms, not {text}")
+        return value
+    return parse

@@ -1,7 +1,7 @@
 """The delay proxy (``chatflow.wan``): its schedule and its held bytes as pure data, then
 through real sockets on 127.0.0.1: the round trip it adds, bytes and order under 64
-connections, half-closes and resets passed on, memory bounded by back-pressure, and its
-command line."""
+connections, half-closes and resets passed on, memory bounded by back-pressure, running
+out of file descriptors, and its command line."""
 
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ from chatflow.server.process import ServerProcess
 from chatflow.wan import Delay, DelayProxy
 from chatflow.wan.cli import main
 from chatflow.wan.delay import direction_seed
+from chatflow.wan.proxy import dial_order
 from chatflow.wan.stream import End, HeldStream
 from tests.support.network import LOCALHOST, RECV_SIZE, EchoServer, recv_exactly
+from tests.support.processes import with_fd_limit
 from tests.support.waiting import DEFAULT_TIMEOUT, wait_until
 
 ANY_PORT = (LOCALHOST, 0)
@@ -111,6 +113,23 @@ def test_held_bytes_are_bounded_released_in_order_and_end_after_them() -> None:
         stream.end(End.EOF, 0.004)
 
 
+def test_held_chunks_are_bounded_as_well_as_bytes() -> None:
+    stream = HeldStream(Delay(10), max_buffer=1 << 20, max_chunks=3)
+    for n in range(3):
+        assert stream.room > 0
+        stream.push(b"x", n * 0.001)
+    assert (stream.room, stream.held) == (0, 3)  # a byte at a time fills the queue, not the bytes
+    stream.written(1)
+    assert stream.room == (1 << 20) - 2
+
+
+def test_the_upstream_is_dialled_in_the_listeners_family_first_each_address_once() -> None:
+    v4, v6 = (socket.AF_INET, ("127.0.0.1", 80)), (socket.AF_INET6, ("::1", 80, 0, 0))
+    found = [(family, socket.SOCK_STREAM, 6, "", address) for family, address in (v6, v4, v6)]
+    assert dial_order(found, socket.AF_INET) == [v4, v6]
+    assert dial_order(found, socket.AF_INET6) == [v6, v4]
+
+
 # -- through sockets ------------------------------------------------------------------------
 
 
@@ -180,6 +199,8 @@ def test_a_jittered_stream_of_small_writes_arrives_in_order() -> None:
             sock.sendall(write)
             time.sleep(0.0005)  # pacing, so that the proxy reads them apart, not a wait for a result
         assert recv_exactly(sock, 5 * len(writes)) == b"".join(writes)
+        # read apart, not coalesced: the writes had release times of their own for the jitter to reorder
+        assert proxy.stats().chunks_read >= len(writes) // 5, proxy.stats()
 
 
 def test_a_half_close_is_passed_on_after_the_delay_and_the_other_way_goes_on() -> None:
@@ -213,10 +234,27 @@ def test_a_reset_is_passed_on(who_resets: str) -> None:
         resetter, other = (server, client) if who_resets == "upstream" else (client, server)
         resetter.sendall(b"last words")
         reset(resetter)
-        with other, pytest.raises(ConnectionResetError):
+        with other:
             assert recv_exactly(other, 10) == b"last words"  # what it sent before still arrives
-            other.recv(RECV_SIZE)
+            with pytest.raises(ConnectionResetError):
+                other.recv(RECV_SIZE)
         wait_until(lambda: proxy.stats().connections_open == 0, message="the link closed")
+
+
+def test_a_release_days_away_does_not_overflow_the_selectors_timeout() -> None:
+    with proxied_echo(rtt_ms=1e12) as proxy, connect(proxy) as first:
+        first.sendall(b"x")
+        wait_until(lambda: proxy.stats().held_bytes == 1, message="the byte held")
+        with connect(proxy):  # the thread still serves after waiting on that release
+            wait_until(lambda: proxy.stats().connections_accepted == 2, message="the second accepted")
+        assert proxy.alive
+
+
+def test_an_upstream_named_by_host_name_is_reached() -> None:
+    with EchoServer() as echo, DelayProxy(listen=ANY_PORT, upstream=("localhost", echo.address[1]),
+                                          rtt_ms=2) as proxy, connect(proxy) as sock:
+        sock.sendall(b"by name")
+        assert recv_exactly(sock, 7) == b"by name"
 
 
 def test_an_upstream_that_refuses_resets_the_client() -> None:
@@ -269,6 +307,9 @@ def test_a_side_that_does_not_read_gets_back_pressure_not_a_queue() -> None:
 @pytest.mark.parametrize("args, option", [
     (["--upstream", "127.0.0.1:1", "--rtt-ms", "abc"], "--rtt-ms"),
     (["--upstream", "127.0.0.1:1", "--rtt-ms", "-3"], "--rtt-ms"),
+    (["--upstream", "127.0.0.1:1", "--rtt-ms", "nan"], "--rtt-ms"),
+    (["--upstream", "127.0.0.1:1", "--rtt-ms", "60001"], "--rtt-ms"),
+    (["--upstream", "127.0.0.1:1", "--rtt-ms", "3", "--jitter-ms", "inf"], "--jitter-ms"),
     (["--upstream", "nowhere", "--rtt-ms", "3"], "--upstream"),
     (["--upstream", "127.0.0.1:70000", "--rtt-ms", "3"], "--upstream"),
 ])
@@ -317,3 +358,80 @@ def test_a_proxy_that_cannot_listen_raises_in_the_caller_and_holds_nothing() -> 
         with pytest.raises(OSError):
             proxy.start()
     assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_proxy_holds_nothing_before_start_or_after_stop_and_says_whether_it_serves() -> None:
+    with listener() as upstream:
+        fds = open_fds()
+        unstarted = DelayProxy(listen=ANY_PORT, upstream=upstream.getsockname(), rtt_ms=1)
+        assert open_fds() == fds and not unstarted.alive
+        unstarted.stop()
+        proxy = DelayProxy(listen=ANY_PORT, upstream=upstream.getsockname(), rtt_ms=1).start()
+        assert proxy.alive and proxy.failure is None
+        proxy.stop()
+        assert not proxy.alive and proxy.failure is None
+        assert open_fds() == fds
+
+
+def test_out_of_file_descriptors_clients_wait_and_are_served_once_others_close() -> None:
+    """Clients beyond the descriptor limit wait (none is reset); those already through keep
+    working, the proxy does not spin on a listener it cannot accept from, and each waiting
+    client is served once those ahead of it close."""
+    clients = 16  # more than 20 descriptors allow, at two a connection
+    with EchoServer() as echo:
+        host, port = echo.address
+        command = with_fd_limit(20, [sys.executable, "-m", "chatflow.wan", "--upstream", f"{host}:{port}",
+                                     "--rtt-ms", "1"])
+        with ServerProcess(command) as process:
+            proxy_port = process.wait_listening("tcp").port
+            socks = [socket.create_connection((LOCALHOST, proxy_port), timeout=DEFAULT_TIMEOUT)
+                     for _ in range(clients)]
+            try:
+                for n, sock in enumerate(socks):
+                    sock.sendall(b"%02d" % n)
+                assert process.stderr.wait_for(lambda line: "out of file descriptors" in line or None,
+                                               DEFAULT_TIMEOUT), process.stderr_tail()
+                assert recv_exactly(socks[0], 2) == b"00"
+                busy = sum(process.cpu_seconds())
+                time.sleep(1.0)  # a window to measure CPU over, not a wait for a result
+                assert sum(process.cpu_seconds()) - busy < 0.5, "the proxy spins on its listener"
+                for n, sock in enumerate(socks[1:], 1):
+                    assert recv_exactly(sock, 2) == b"%02d" % n  # served once the one ahead closed
+                    socks[n - 1].close()
+            finally:
+                for sock in socks:
+                    sock.close()
+            assert process.returncode is None
+            assert process.stop() == 0
+        assert "Traceback" not in process.stderr.text
+
+
+#: ``python -m chatflow.wan`` whose proxy's thread fails at its first connection: the
+#: only way to make that thread fail on purpose is to put a fault in it.
+FAILING_COMMAND = """
+import sys
+import chatflow.wan.cli as cli
+from chatflow.wan.proxy import DelayProxy
+
+class FailingProxy(DelayProxy):
+    def _accept(self, now):
+        raise RuntimeError("a fault put in on purpose")
+
+cli.DelayProxy = FailingProxy
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_the_command_exits_1_when_the_proxys_thread_fails() -> None:
+    with EchoServer() as echo:
+        host, port = echo.address
+        command = [sys.executable, "-c", FAILING_COMMAND, "--upstream", f"{host}:{port}", "--rtt-ms", "1"]
+        with ServerProcess(command) as process:
+            with socket.create_connection((LOCALHOST, process.wait_listening("tcp").port), timeout=DEFAULT_TIMEOUT):
+                assert process.wait(DEFAULT_TIMEOUT) == 1
+    assert process.stderr.lines[-1] == ("chatflow-wan: the proxy stopped by itself (RuntimeError: a fault put in "
+                                        "on purpose); every connection was closed"), process.stderr_tail()

@@ -7,7 +7,6 @@ import argparse
 import contextlib
 import datetime
 import json
-import math
 import shlex
 import signal
 import sys
@@ -16,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from chatflow.arguments import whole_number
+from chatflow.arguments import milliseconds, whole_number
 from chatflow.client.main import add_size_options
 from chatflow.compare import aggregate, machine, pairings, report
 from chatflow.compare.commands import (PLACEHOLDERS, CommandError, CommandTemplate, java_templates,
@@ -37,17 +36,6 @@ REPORT_OPTIONS = ("report", "output_dir")
 INCOMPLETE = (KeyError, IndexError, TypeError, ValueError, AttributeError)
 #: Milliseconds of delay a proxy may add, at most.
 MAX_DELAY_MS = 10_000.0
-
-
-def milliseconds(text: str) -> float:
-    """A delay of 0 ms or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and 0 <= value <= MAX_DELAY_MS):
-        raise argparse.ArgumentTypeError(f"must be 0-{MAX_DELAY_MS:g} ms, not {text}")
-    return value
 
 
 def template(text: str) -> CommandTemplate:
@@ -83,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     sitting.add_argument("--only", metavar="CODES",
                          help="run these pairings only, e.g. pp,jp: client then server, p for Python, o (or the "
                               "other's initial) for the other")
-    sitting.add_argument("--rtt-ms", type=milliseconds, default=0.0, metavar="MS",
+    sitting.add_argument("--rtt-ms", type=milliseconds(MAX_DELAY_MS), default=0.0, metavar="MS",
                          help="round-trip delay added by a proxy in front of every server (default 0: none)")
-    sitting.add_argument("--jitter-ms", type=milliseconds, default=0.0, metavar="MS",
+    sitting.add_argument("--jitter-ms", type=milliseconds(MAX_DELAY_MS), default=0.0, metavar="MS",
                          help="the proxy's jitter, seeded and never reordering (default 0)")
     sitting.add_argument("--seed", type=int, default=None, help="the proxy's jitter seed")
     sitting.add_argument("--output-dir", type=Path, default=None,

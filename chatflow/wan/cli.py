@@ -8,7 +8,7 @@ import socket
 import sys
 import threading
 
-from chatflow.arguments import port, whole_number
+from chatflow.arguments import milliseconds, port, whole_number
 from chatflow.server import listening
 from chatflow.wan.proxy import DEFAULT_MAX_BUFFER, DelayProxy
 
@@ -27,17 +27,6 @@ def address(text: str) -> tuple[str, int]:
     return host, port(number)
 
 
-def milliseconds(text: str) -> float:
-    """A duration in ms: at least 0, finite, at most ``MAX_RTT_MS``."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value <= MAX_RTT_MS:  # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"must be 0-{MAX_RTT_MS:g} ms, not {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -48,9 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where to accept connections, port 0 for any free port (default 127.0.0.1:0)")
     parser.add_argument("--upstream", type=address, required=True, metavar="HOST:PORT",
                         help="the server every connection is relayed to")
-    parser.add_argument("--rtt-ms", type=milliseconds, required=True, metavar="MS",
+    parser.add_argument("--rtt-ms", type=milliseconds(MAX_RTT_MS), required=True, metavar="MS",
                         help="the round-trip time to add: each direction is held for half of it")
-    parser.add_argument("--jitter-ms", type=milliseconds, default=0.0, metavar="MS",
+    parser.add_argument("--jitter-ms", type=milliseconds(MAX_RTT_MS), default=0.0, metavar="MS",
                         help="each direction's delay grows by a draw uniform in 0..MS, never "
                              "passing the chunk ahead (default %(default)g)")
     parser.add_argument("--seed", type=int, help="the jitter's seed (default: a fresh one each run)")
@@ -79,9 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     print(listening.line(PROG, "tcp", host, proxy.port)
           + f" -> {upstream[0]}:{upstream[1]}, round trip +{args.rtt_ms:g} ms, jitter 0-{args.jitter_ms:g} ms",
           file=sys.stderr, flush=True)
-    while not stop.wait(1.0):
+    while proxy.alive and not stop.wait(1.0):
         pass
     proxy.stop()
+    if not stop.is_set():
+        print(f"{PROG}: the proxy stopped by itself ({proxy.failure or 'no reason given'}); "
+              "every connection was closed", file=sys.stderr, flush=True)
+        return 1
     stats = proxy.stats()
     print(f"{PROG} stopped: {stats.connections_accepted} connections, {stats.bytes_to_upstream:,} bytes up, "
           f"{stats.bytes_to_client:,} down, {proxy.cpu_seconds():.2f} s CPU", file=sys.stderr, flush=True)

@@ -14,6 +14,7 @@ import errno
 import heapq
 import itertools
 import logging
+import math
 import selectors
 import socket
 import struct
@@ -35,9 +36,25 @@ RECV_SIZE = 64 * 1024
 ACCEPT_BATCH = 256
 #: How long ``stop`` waits for the selector thread.
 STOP_TIMEOUT = 5.0
+#: Out of file descriptors with no connection of its own to close and free some: how
+#: long until the proxy tries again.
+DESCRIPTOR_RETRY = 1.0
+#: The selector's longest sleep: a far release is reached in several waits, since a
+#: wait's timeout has a bound of its own.
+MAX_WAIT = 60.0
 
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 _RESET_LINGER = struct.pack("ii", 1, 0)
+#: What ``accept`` and ``socket`` fail with when the process or the system has no more to give.
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+def dial_order(addresses: list[tuple], listen_family: int) -> list[tuple[int, tuple]]:
+    """The upstream's addresses (``getaddrinfo`` entries) as ``(family, address)`` to try in
+    turn: those of the listener's family first, each once, so that ``localhost`` reaches a
+    server on 127.0.0.1 even where ``::1`` resolves first."""
+    unique = list(dict.fromkeys((family, address) for family, _, _, _, address in addresses))
+    return sorted(unique, key=lambda entry: entry[0] != listen_family)
 
 
 @dataclass(frozen=True)
@@ -48,12 +65,18 @@ class ProxyStats:
     connections_open: int
     #: Accepted connections whose upstream could not be reached (each was reset).
     upstream_failures: int
+    #: Times the process ran out of file descriptors: accepting paused, and a client
+    #: accepted without a socket for its upstream waited, until a connection closed.
+    descriptor_shortages: int
     bytes_to_upstream: int
     bytes_to_client: int
     #: Bytes read and not yet written, over every direction now.
     held_bytes: int
     #: The most that one direction has held at once: at most ``max_buffer``.
     max_held_bytes: int
+    #: ``recv`` calls that returned bytes, over every direction: each is one chunk with
+    #: its own release time.
+    chunks_read: int
 
 
 class Direction:
@@ -75,22 +98,25 @@ class Direction:
 class Link:
     """One proxied connection: the client's socket, the upstream's, both directions."""
 
-    __slots__ = ("client", "upstream", "up", "down", "connecting", "failed", "closed", "masks")
+    __slots__ = ("client", "upstream", "up", "down", "connecting", "attempts", "failed", "closed", "masks")
 
-    def __init__(self, client: socket.socket, upstream: socket.socket, up: Direction, down: Direction) -> None:
+    def __init__(self, client: socket.socket, up: Direction, down: Direction) -> None:
         self.client = client
-        self.upstream = upstream
+        #: The socket to upstream, once one is being connected.
+        self.upstream: socket.socket | None = None
         self.up = up
         self.down = down
         #: The connect to upstream has not completed yet.
         self.connecting = True
+        #: Upstream addresses tried so far (``dial_order``).
+        self.attempts = 0
         #: The side (True: the client) found reset; nothing more is read from either side.
         self.failed: bool | None = None
         self.closed = False
         #: What each side (True: the client) is registered for in the selector.
         self.masks = {True: 0, False: 0}
 
-    def sock(self, client_side: bool) -> socket.socket:
+    def sock(self, client_side: bool) -> socket.socket | None:
         return self.client if client_side else self.upstream
 
     def reading(self, client_side: bool) -> Direction:
@@ -107,7 +133,8 @@ class DelayProxy:
     bytes held for ``rtt_ms / 2`` plus a jitter uniform in ``0..jitter_ms`` (seeded).
 
     ``start()`` binds in the caller's thread (a port in use is an ``OSError`` there) and
-    starts the selector thread; ``stop()`` closes every connection and joins it.
+    starts the selector thread; ``stop()`` closes every connection and joins it. Nothing is
+    held before ``start()``.
     """
 
     def __init__(self, *, listen: tuple[str, int], upstream: tuple[str, int], rtt_ms: float,
@@ -121,14 +148,21 @@ class DelayProxy:
         self.jitter_ms = jitter_ms
         self.seed = seed
         self.max_buffer = max_buffer
-        self._selector = selectors.DefaultSelector()
+        self._selector: selectors.BaseSelector | None = None
         self._listener: socket.socket | None = None
         self._port: int | None = None
-        self._upstream_address: tuple | None = None
-        self._upstream_family = socket.AF_INET
-        self._wakeup_r, self._wakeup_w = socket.socketpair()
+        self._upstream_addresses: list[tuple[int, tuple]] = []
+        self._wakeup_r: socket.socket | None = None
+        self._wakeup_w: socket.socket | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._failure: str | None = None
+        #: Out of file descriptors: the listener is not watched, and these links (in the
+        #: order accepted) wait for a socket to their upstream.
+        self._short = False
+        self._undialled: dict[Link, None] = {}
+        #: When to try again while short with no link of its own to free descriptors.
+        self._retry_at = math.inf
         self._links: set[Link] = set()
         #: (release time, tie-break, link, direction): each direction's next release, once.
         self._timers: list[tuple[float, int, Link, Direction]] = []
@@ -136,6 +170,8 @@ class DelayProxy:
         self._cpu = 0.0
         self._accepted = 0
         self._upstream_failures = 0
+        self._shortages = 0
+        self._chunks_read = 0
         self._to_upstream = 0
         self._to_client = 0
         self._held = 0
@@ -144,11 +180,13 @@ class DelayProxy:
     # -- the caller's side ------------------------------------------------------------
 
     def start(self) -> DelayProxy:
+        assert self._thread is None and self._selector is None, "start() once"
+        family = socket.AF_INET6 if ":" in self.listen[0] else socket.AF_INET
         try:
-            family, _, _, _, address = socket.getaddrinfo(*self.upstream, type=socket.SOCK_STREAM)[0]
-            self._upstream_family, self._upstream_address = family, address
-            self._listener = socket.create_server(self.listen, backlog=1024,
-                                                  family=socket.AF_INET6 if ":" in self.listen[0] else socket.AF_INET)
+            self._upstream_addresses = dial_order(socket.getaddrinfo(*self.upstream, type=socket.SOCK_STREAM), family)
+            self._listener = socket.create_server(self.listen, backlog=1024, family=family)
+            self._selector = selectors.DefaultSelector()
+            self._wakeup_r, self._wakeup_w = socket.socketpair()
         except OSError:
             self._release()
             raise
@@ -167,6 +205,17 @@ class DelayProxy:
         assert self._port is not None, "start() first"
         return self._port
 
+    @property
+    def alive(self) -> bool:
+        """Whether the selector thread is serving: False before ``start()``, after ``stop()``,
+        and once the thread has failed (``failure`` says why; every connection was closed)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def failure(self) -> str | None:
+        """Why the selector thread ended by itself, or None."""
+        return self._failure
+
     def stop(self) -> None:
         """Close every connection and the listener; wait (bounded) for the thread."""
         if self._thread is None:
@@ -184,10 +233,10 @@ class DelayProxy:
         self._release()
 
     def _release(self) -> None:
-        """Close the wake-up pair and the selector (again, if the thread did: closing is idempotent)."""
-        self._wakeup_r.close()
-        self._wakeup_w.close()
-        self._selector.close()
+        """Close what ``start()`` opened (again, if the thread did: closing is idempotent)."""
+        for resource in (self._wakeup_r, self._wakeup_w, self._selector, self._listener):
+            if resource is not None:
+                resource.close()
 
     def __enter__(self) -> DelayProxy:
         return self.start()
@@ -203,8 +252,9 @@ class DelayProxy:
     def stats(self) -> ProxyStats:
         return ProxyStats(
             connections_accepted=self._accepted, connections_open=len(self._links),
-            upstream_failures=self._upstream_failures, bytes_to_upstream=self._to_upstream,
-            bytes_to_client=self._to_client, held_bytes=self._held, max_held_bytes=self._max_held,
+            upstream_failures=self._upstream_failures, descriptor_shortages=self._shortages,
+            bytes_to_upstream=self._to_upstream, bytes_to_client=self._to_client, held_bytes=self._held,
+            max_held_bytes=self._max_held, chunks_read=self._chunks_read,
         )
 
     # -- the selector thread ----------------------------------------------------------
@@ -227,21 +277,26 @@ class DelayProxy:
                         self._writable(link, client_side, now)
                     if mask & _READ and not link.closed:
                         self._readable(link, client_side, now)
-                self._release_due(time.monotonic())
-        except Exception:
+                now = time.monotonic()
+                self._release_due(now)
+                if now >= self._retry_at:
+                    self._descriptors_freed(now)
+        except Exception as exc:
+            self._failure = f"{type(exc).__name__}: {exc}"
             log.exception("the proxy's thread failed; closing every connection")
         finally:
+            self._short, self._undialled = False, {}  # closing links below must dial none
             for link in list(self._links):
                 self._close(link, reset=False)
             self._selector.close()
-            if self._listener is not None:
-                self._listener.close()
+            self._listener.close()
             self._cpu = time.thread_time()
 
     def _timeout(self) -> float | None:
-        if not self._timers:
+        due = min(self._timers[0][0] if self._timers else math.inf, self._retry_at)
+        if due == math.inf:
             return None
-        return max(0.0, self._timers[0][0] - time.monotonic())
+        return min(MAX_WAIT, max(0.0, due - time.monotonic()))
 
     def _drain_wakeup(self) -> None:
         try:
@@ -251,28 +306,100 @@ class DelayProxy:
 
     def _accept(self, now: float) -> None:
         for _ in range(ACCEPT_BATCH):
+            if self._short:
+                return
             try:
                 client, _ = self._listener.accept()
-            except OSError:  # nothing left to accept, or a client gone before accept()
+            except (BlockingIOError, InterruptedError):  # nothing left to accept
                 return
+            except OSError as exc:
+                if exc.errno in _OUT_OF_RESOURCES:  # the client waits in the backlog
+                    self._run_short(now)
+                    return
+                continue  # a client gone before accept()
             self._accepted += 1
-            self._open(client, self._accepted)
+            self._open(client, self._accepted, now)
 
-    def _open(self, client: socket.socket, number: int) -> None:
-        upstream = socket.socket(self._upstream_family, socket.SOCK_STREAM)
-        for sock in (client, upstream):
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def _run_short(self, now: float) -> None:
+        """Out of file descriptors: stop watching the listener (it stays readable, so
+        watching it would spin) until a link closes and frees some; with no link of its
+        own, try again after ``DESCRIPTOR_RETRY``."""
+        if not self._short:
+            self._short = True
+            self._shortages += 1
+            self._selector.unregister(self._listener)
+            (log.warning if self._shortages == 1 else log.debug)(
+                "out of file descriptors: new clients wait until a connection closes")
+        dialled = len(self._links) - len(self._undialled)
+        self._retry_at = now + DESCRIPTOR_RETRY if not dialled else math.inf
+
+    def _descriptors_freed(self, now: float) -> None:
+        """Dial the links that wait for a socket, in order; once none waits, accept again."""
+        self._retry_at = math.inf
+        while self._undialled:
+            link = next(iter(self._undialled))
+            del self._undialled[link]
+            self._dial(link, now)
+            if link in self._undialled:  # short still
+                return
+        if self._short:
+            self._short = False
+            self._selector.register(self._listener, _READ, None)
+
+    def _open(self, client: socket.socket, number: int, now: float) -> None:
         streams = [HeldStream(Delay(self.rtt_ms, self.jitter_ms, direction_seed(self.seed, number, to_upstream)),
                               self.max_buffer) for to_upstream in (True, False)]
-        link = Link(client, upstream, Direction(streams[0], True), Direction(streams[1], False))
+        link = Link(client, Direction(streams[0], True), Direction(streams[1], False))
         self._links.add(link)
-        code = upstream.connect_ex(self._upstream_address)
-        if code not in (0, errno.EINPROGRESS):
-            self._upstream_failed(link, code)
+        try:
+            client.setblocking(False)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:  # the client is gone already
+            self._upstream_failed(link, exc.errno or 0)
             return
-        self._interest(link, True)
-        self._interest(link, False)
+        self._dial(link, now)
+
+    def _dial(self, link: Link, now: float) -> None:
+        """Connect to the next upstream address not yet tried; reset the client when none
+        is left. Without a file descriptor for the socket, the link waits for one."""
+        code = errno.ECONNREFUSED
+        while link.attempts < len(self._upstream_addresses):
+            family, address = self._upstream_addresses[link.attempts]
+            link.attempts += 1
+            try:
+                upstream = socket.socket(family, socket.SOCK_STREAM)
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    code = exc.errno or 0
+                    break
+                link.attempts -= 1  # this address again, once a descriptor is free
+                self._undialled[link] = None
+                self._interest(link, True)  # the client's bytes wait for it, bounded
+                self._run_short(now)
+                return
+            try:
+                upstream.setblocking(False)
+                upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                code = upstream.connect_ex(address)
+            except OSError as exc:  # an address this host cannot use
+                code = exc.errno or 0
+            if code in (0, errno.EINPROGRESS):
+                link.upstream = upstream
+                self._interest(link, True)
+                self._interest(link, False)
+                return
+            upstream.close()
+        self._upstream_failed(link, code)
+
+    def _redial(self, link: Link, code: int, now: float) -> None:
+        """The connect to one upstream address failed: drop that socket, try the next address."""
+        log.debug("upstream %s: %s", self.upstream, errno.errorcode.get(code, code))
+        if link.masks[False]:
+            self._selector.unregister(link.upstream)
+            link.masks[False] = 0
+        link.upstream.close()
+        link.upstream = None
+        self._dial(link, now)
 
     def _upstream_failed(self, link: Link, code: int) -> None:
         """Upstream refused (or could not be reached): reset the client, as a server would."""
@@ -293,9 +420,9 @@ class DelayProxy:
         else:
             mask = _WRITE  # the connect completes when it is writable
         old = link.masks[client_side]
-        if mask == old:
-            return
         sock = link.sock(client_side)
+        if mask == old or sock is None:  # no upstream socket yet: nothing to watch
+            return
         if not old:
             self._selector.register(sock, mask, (link, client_side))
         elif not mask:
@@ -320,6 +447,7 @@ class DelayProxy:
             return
         if data:
             stream.push(data, now)
+            self._chunks_read += 1
             self._held += len(data)
             self._max_held = max(self._max_held, stream.held)
         else:
@@ -332,7 +460,7 @@ class DelayProxy:
         if not client_side and link.connecting:
             code = link.upstream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if code:
-                self._upstream_failed(link, code)
+                self._redial(link, code, now)
                 return
             link.connecting = False
             self._interest(link, False)
@@ -427,9 +555,12 @@ class DelayProxy:
             return
         link.closed = True
         self._links.discard(link)
+        self._undialled.pop(link, None)
         for client_side in (True, False):
             self._held -= link.writing(client_side).stream.held
             sock = link.sock(client_side)
+            if sock is None:
+                continue
             if link.masks[client_side]:
                 self._selector.unregister(sock)
                 link.masks[client_side] = 0
@@ -439,3 +570,5 @@ class DelayProxy:
                 except OSError:
                     pass
             sock.close()
+        if self._short:
+            self._descriptors_freed(time.monotonic())

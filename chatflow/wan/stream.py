@@ -19,19 +19,25 @@ class End(enum.Enum):
     RESET = "reset"
 
 
+#: Chunks one direction holds at most: each costs a queue entry beside its bytes, so
+#: a source that sends one byte at a time is bounded too.
+MAX_CHUNKS = 4096
+
+
 class HeldStream:
     """Chunks in arrival order, each with its release time (``Delay``), and their size.
 
     ``room`` is how much the source may be read now: a direction never holds more than
-    ``max_buffer`` bytes, so a destination that does not read stops its source being read
-    (back-pressure) instead of growing a queue.
+    ``max_buffer`` bytes nor more than ``max_chunks`` chunks, so a destination that does
+    not read stops its source being read (back-pressure) instead of growing a queue.
     """
 
-    def __init__(self, delay: Delay, max_buffer: int) -> None:
-        if max_buffer < 1:
-            raise ValueError(f"max_buffer must be at least 1 byte, not {max_buffer}")
+    def __init__(self, delay: Delay, max_buffer: int, max_chunks: int = MAX_CHUNKS) -> None:
+        if max_buffer < 1 or max_chunks < 1:
+            raise ValueError(f"max_buffer and max_chunks must be at least 1, not {max_buffer} and {max_chunks}")
         self.delay = delay
         self.max_buffer = max_buffer
+        self.max_chunks = max_chunks
         #: Bytes read and not yet written.
         self.held = 0
         #: The end that was read (nothing comes after it), or None.
@@ -41,7 +47,9 @@ class HeldStream:
     @property
     def room(self) -> int:
         """Bytes that may be read from the source now (0: stop reading it)."""
-        return 0 if self.ended is not None else max(0, self.max_buffer - self.held)
+        if self.ended is not None or len(self._queue) >= self.max_chunks:
+            return 0
+        return max(0, self.max_buffer - self.held)
 
     def push(self, data: bytes, arrival: float) -> float:
         """Hold ``data`` (read at ``arrival``); returns when it is due."""
