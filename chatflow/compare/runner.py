@@ -173,6 +173,8 @@ class PairingRunner:
                 server_cpu_s = None
                 errors.append(f"the {server_name} server's CPU time fell during the run (a process left its "
                               "tree alive): not measured")
+            if proxy is not None and not proxy.alive:
+                errors.append(f"the delay proxy stopped during the run ({proxy.failure or 'its thread ended'})")
         entry["client_exit"] = accounting.returncode
         errors += self._client_errors(code[0], accounting, directory / "client")
         try:
