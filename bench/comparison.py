@@ -1,20 +1,22 @@
 """Regenerate docs/comparison.md: ChatFlow against the Java original, the four pairings, on
 loopback and through ``chatflow.wan`` at the seed's 34 ms, in one sitting.
 
-Runs ``python -m chatflow.compare --java DIR`` once per network regime (the default
-experiment: 500,000 messages, 3 interleaved rounds), keeps each regime's report under
+Runs ``python -m chatflow.compare --java DIR`` once per network regime. The default
+experiment (500,000 messages, 3 interleaved rounds) keeps each regime's report under
 docs/measurements/comparison/ (comparison.json, .md, .html and the charts; not the
-per-message CSVs), and writes docs/comparison.md from the JSON files. The Java original is
-the one built by ``../shared/tools/java-original`` (its README); DIR defaults to where its
-``build.sh`` puts it.
+per-message CSVs) and writes docs/comparison.md from the JSON files; any other keeps its
+whole sittings under bench/results/comparison-TIME/, and ``--doc PAGE`` links there. The
+Java original is the one built by ``../shared/tools/java-original`` (its README); DIR
+defaults to where its ``build.sh`` puts it.
 
-    python -m bench.comparison [--java DIR] [--rounds 3] [--messages 500000] [--rtt-ms 34]
-    python -m bench.comparison --from-results   # rewrite the pages from the saved JSON files
+    python -m bench.comparison [--java DIR] [--rounds 3] [--messages 500000] [--rtt-ms 34] [--doc PAGE]
+    python -m bench.comparison --from-results   # the reports and the page again, from the saved JSON files
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import shutil
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import doc
-from bench.results import REPO_ROOT
+from bench.results import REPO_ROOT, RESULTS_DIR
 from chatflow.client.config import LoadTestConfig
 from chatflow.compare import document, finding, markdown, report
 
@@ -54,38 +56,62 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=LoadTestConfig.messages)
     parser.add_argument("--rtt-ms", type=float, default=SEED_RTT_MS, help="the delayed regime's round trip")
     parser.add_argument("--from-results", action="store_true",
-                        help="rewrite the pages from docs/measurements/comparison/*/comparison.json")
+                        help="render each regime's report and the page again from "
+                             "docs/measurements/comparison/*/comparison.json")
     parser.add_argument("--doc", type=Path, default=None,
                         help="write the summary page here (default docs/comparison.md, for the default run only)")
     args = parser.parse_args(argv)
 
     regimes = [0.0, args.rtt_ms]
     default_run = args.rounds == ROUNDS and args.messages == LoadTestConfig.messages
-    folder = FOLDER if default_run or args.from_results else None
     if args.from_results:
-        sittings = [load(FOLDER / regime_name(rtt) / "comparison.json") for rtt in regimes]
+        reports, sittings = FOLDER, []
+        for rtt in regimes:
+            data = load(FOLDER / regime_name(rtt) / "comparison.json")
+            report.write_reports(data, FOLDER / regime_name(rtt))
+            sittings.append(data)
     else:
         if not (args.java / "run_server.sh").is_file():
             parser.error(f"no built Java original in {args.java} (see ../shared/tools/java-original/README.md)")
-        sittings = []
-        with tempfile.TemporaryDirectory(prefix="chatflow-comparison-") as scratch:
-            for rtt in regimes:
-                out = Path(scratch) / regime_name(rtt)
-                command = [sys.executable, "-m", "chatflow.compare", "--java", str(args.java),
-                           "--rounds", str(args.rounds), "--messages", str(args.messages),
-                           "--output-dir", str(out)]
-                if rtt:
-                    command += ["--rtt-ms", f"{rtt:g}"]
-                print("$ python", " ".join(command[1:]), flush=True)
-                subprocess.run(command, cwd=REPO_ROOT, check=False)
-                data = public(load(out / "comparison.json"), args.java, Path(scratch))
-                sittings.append(data)
-                if folder is not None:
-                    keep(data, out, folder / regime_name(rtt))
-    page = args.doc or (PAGE if folder is not None else None)
+        if default_run:  # its runs' CSVs are large: kept only until the published report is made
+            reports = FOLDER
+            with tempfile.TemporaryDirectory(prefix="chatflow-comparison-") as scratch:
+                sittings = run_sittings(args.java, regimes, args, Path(scratch), publish=True)
+        else:
+            reports = RESULTS_DIR / f"comparison-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+            sittings = run_sittings(args.java, regimes, args, reports, publish=False)
+        if isinstance(sittings, int):
+            return sittings
+    page = args.doc or (PAGE if default_run or args.from_results else None)
     if page is not None:
-        print(f"wrote {doc.shown(doc.write_page(page, summary_page(sittings)))}")
+        print(f"wrote {doc.shown(doc.write_page(page, summary_page(sittings, reports, page.parent)))}")
+    elif not default_run:
+        print(f"the sittings are in {reports}")
     return 0 if all(run["ok"] for data in sittings for run in data["runs"]) else 1
+
+
+def run_sittings(java: Path, regimes: Sequence[float], args: argparse.Namespace, root: Path,
+                 publish: bool) -> list[dict[str, Any]] | int:
+    """One sitting per regime, each in ``root/REGIME``, and with ``publish`` kept as published
+    under docs/; the tool's exit status instead if one wrote no comparison.json to go on with."""
+    sittings = []
+    for rtt in regimes:
+        out = root / regime_name(rtt)
+        command = [sys.executable, "-m", "chatflow.compare", "--java", str(java), "--rounds", str(args.rounds),
+                   "--messages", str(args.messages), "--output-dir", str(out)]
+        if rtt:
+            command += ["--rtt-ms", f"{rtt:g}"]
+        print("$ python", " ".join(command[1:]), flush=True)
+        status = subprocess.run(command, cwd=REPO_ROOT, check=False).returncode
+        if status not in (0, 1) or not (out / "comparison.json").is_file():
+            print(f"{COMMAND}: error: the {regime_name(rtt)} sitting ended with status {status}; "
+                  "no page written", file=sys.stderr)
+            return status or 1
+        data = public(load(out / "comparison.json"), java, root)
+        sittings.append(data)
+        if publish:
+            keep(data, out, FOLDER / regime_name(rtt))
+    return sittings
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -112,7 +138,8 @@ def keep(data: Mapping[str, Any], out: Path, folder: Path) -> None:
     report.write_reports(data, folder)
 
 
-def summary_page(sittings: Sequence[Mapping[str, Any]]) -> list[str]:
+def summary_page(sittings: Sequence[Mapping[str, Any]], reports: Path, page_dir: Path) -> list[str]:
+    """The page, linking each regime's report under ``reports`` relative to ``page_dir``."""
     first = sittings[0]
     settings = first["settings"]
     lines = doc.header(
@@ -130,6 +157,7 @@ def summary_page(sittings: Sequence[Mapping[str, Any]]) -> list[str]:
         "client's figures include charts.", ""]
     for data in sittings:
         name = regime_name(data["settings"].get("rtt_ms") or 0)
+        there = Path(os.path.relpath(reports / name, page_dir)).as_posix()
         lines += [f"## {document.regime(data['settings']).capitalize()}", "",
                   f"**Finding.** {finding.finding_of(data)}", ""]
         lines += markdown.markdown_table(document.pairing_table(data))
@@ -141,10 +169,10 @@ def summary_page(sittings: Sequence[Mapping[str, Any]]) -> list[str]:
         if failed:
             lines += ["Failed runs:", "", *(f"- {line}" for line in failed), ""]
         lines += [f"The full report, with every run, the charts and the commands: "
-                  f"[comparison.html](measurements/comparison/{name}/comparison.html) "
-                  f"([Markdown](measurements/comparison/{name}/comparison.md), "
-                  f"[JSON](measurements/comparison/{name}/comparison.json)).", "",
-                  f"![Throughput over time](measurements/comparison/{name}/{document.CHARTS['throughput'][0]})", ""]
+                  f"[comparison.html]({there}/comparison.html) "
+                  f"([Markdown]({there}/comparison.md), "
+                  f"[JSON]({there}/comparison.json)).", "",
+                  f"![Throughput over time]({there}/{document.CHARTS['throughput'][0]})", ""]
     versions = first.get("versions") or {}
     lines += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".", ""]
     return lines

@@ -14,12 +14,16 @@ import psutil
 import pytest
 
 from tests.support.client_runs import assert_no_traceback
-from tests.support.compare_runs import SMALL_MESSAGES, SMALL_RUN, STAND_IN_CLIENT, run_compare, stand_in
+from chatflow.compare.commands import CommandTemplate, python_client_template
+from chatflow.compare.runner import Experiment, PairingRunner, Sides
+from tests.support.compare_runs import (SMALL_MESSAGES, SMALL_RUN, STAND_IN_CLIENT, STAND_IN_SERVER, run_compare,
+                                        stand_in)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
 PROGRESS = re.compile(r"^\[(\d+)/(\d+)\] (pp|po|op|oo) round (\d+), ")
+CHARTS = ("comparison_throughput.png", "comparison_latency_cdf.png", "comparison_bars.png")
 
 
 def progress_lines(stdout: str) -> list[str]:
@@ -58,6 +62,10 @@ def test_four_pairings_measured_into_the_json_and_the_report(tmp_path: Path) -> 
     assert all(data["pairings"][code]["ok_runs"] == 1 for code in ("pp", "po", "op", "oo"))
     assert all(data["ratios"][name]["msg_s"]["median"] > 0 for name in ("server", "client", "pair"))
     assert (out / "comparison.md").read_text().strip()
+    page = (out / "comparison.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 3, "the three charts, embedded"
+    for chart in CHARTS:
+        assert (out / chart).read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), chart
     lines = progress_lines(result.stdout)
     assert [PROGRESS.match(line).group(3) for line in lines] == ["pp", "po", "op", "oo"]
     assert all(f"{SMALL_MESSAGES:,}/{SMALL_MESSAGES:,} ok" in line for line in lines), result.stdout
@@ -96,12 +104,46 @@ def test_a_client_that_writes_no_csv_or_fails_is_one_line(tmp_path: Path) -> Non
     assert [run["error"] for run in data["runs"]] == ["the Twin client exited with status 3 (no luck)"] * 2
     assert [run["client_exit"] for run in data["runs"]] == [3, 3]
 
-    silent = run_compare(*stand_in(client="true"), *SMALL_RUN, "--only", "op", "--rounds", "1",
+    # It writes nothing and leaves a process behind, which goes with it.
+    leaver = "sh -c 'sleep 60 >/dev/null 2>&1 & echo $! > leftover'"
+    silent = run_compare(*stand_in(client=leaver), *SMALL_RUN, "--only", "op", "--rounds", "1",
                          "--output-dir", str(tmp_path / "s"), cwd=tmp_path)
     assert silent.returncode == 1
     [line] = progress_lines(silent.stdout)
     assert re.fullmatch(r"\[1/1\] op round 1, Twin → Python: FAILED: the Twin client's metrics: "
                         r"no metrics CSV under \S+/runs/01-op-r1/client", line), line
+    leftover = int((tmp_path / "s" / "runs" / "01-op-r1" / "client" / "leftover").read_text())
+    wait_until(lambda: not running(leftover), timeout=10, message="the client's leftover gone")
+
+
+def test_a_relative_program_runs_from_the_tools_directory_and_cwd_names_it(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    server = tmp_path / "bin" / "serve.sh"
+    server.write_text('#!/bin/sh\nexec "$1" -m chatflow.server.main --host 127.0.0.1 --port "$2" --health-port "$3"\n')
+    server.chmod(0o755)
+    (tmp_path / "client.sh").write_text(STAND_IN_CLIENT.replace("{python} {url}", '"$1" "$2"') + "\n")
+    result = run_compare(*stand_in(server="bin/serve.sh {python} {port} {health_port}",
+                                   client="sh {cwd}/client.sh {python} {url}"),
+                         *SMALL_RUN, "--only", "oo", "--rounds", "1", "--output-dir", str(tmp_path / "o"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [run] = json.loads((tmp_path / "o" / "comparison.json").read_text())["runs"]
+    assert run["ok"] and run["figures"]["success"] == SMALL_MESSAGES, run
+
+
+def test_an_unexpected_error_fails_its_run_only_with_its_traceback_kept(tmp_path: Path) -> None:
+    """Here the run's server folder cannot be made: a file is in its place."""
+    template = CommandTemplate(STAND_IN_SERVER)
+    sides = Sides("Twin", template, CommandTemplate(STAND_IN_CLIENT), python_client_template())
+    runner = PairingRunner(Experiment(messages=SMALL_MESSAGES, warmup_threads=0, warmup_messages=0, threads=1),
+                           sides, tmp_path)
+    run_dir = tmp_path / "runs" / "01-oo-r1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "server").write_text("in the way")
+    entry = runner.run("oo", 1, 1)
+    assert not entry["ok"] and entry["figures"] is None
+    assert entry["error"].startswith("internal error: FileExistsError: "), entry["error"]
+    assert "\n" not in entry["error"]
+    assert "Traceback" in (run_dir / "internal-error.txt").read_text()
 
 
 @pytest.mark.parametrize(("args", "says"), [
@@ -138,6 +180,25 @@ def test_report_of_a_file_that_is_not_a_comparison(tmp_path: Path) -> None:
         assert result.stderr.startswith("chatflow-compare: error: ") and len(result.stderr.splitlines()) == 1
 
 
+def test_report_of_an_incomplete_comparison_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "z.json").write_text('{"schema": 1, "runs": 5}')
+    result = run_compare("--report", str(tmp_path / "z.json"), cwd=tmp_path)
+    assert result.returncode == 1, result
+    assert_no_traceback(result)
+    assert result.stderr.startswith("chatflow-compare: error: ") and len(result.stderr.splitlines()) == 1
+    assert "z.json is not a complete comparison.json (" in result.stderr, result.stderr
+
+
+def test_report_with_a_sittings_options_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text('{"schema": 1}')
+    result = run_compare("--report", str(tmp_path / "a.json"), "--rounds", "5", "--rtt-ms", "3", cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert_no_traceback(result)
+    assert result.stderr.strip().splitlines()[-1] == (
+        "chatflow-compare: error: --report renders a saved sitting and runs nothing: --rounds, --rtt-ms "
+        "cannot go with it")
+
+
 def test_rtt_puts_a_delay_proxy_in_front_of_the_server(tmp_path: Path) -> None:
     rtt_ms = 10.0
     client = STAND_IN_CLIENT.replace("--quiet", "--quiet --probe-messages 5")
@@ -161,7 +222,10 @@ def running(pid: int) -> bool:
         return False
 
 
-def test_ctrl_c_ends_the_sitting_with_its_client_and_server_gone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_ctrl_c_or_a_kill_ends_the_sitting_with_its_client_and_server_gone(tmp_path: Path, signum: int) -> None:
+    if signal.getsignal(signum) is signal.SIG_IGN:
+        pytest.skip(f"{signal.Signals(signum).name} is ignored here (nohup), and so, as it should be, in the tool")
     # The "other" client records its pid, then waits for a signal that only a kill brings.
     client = "sh -c 'echo $$ > pid; exec sleep 60'"
     process = subprocess.Popen(
@@ -173,7 +237,7 @@ def test_ctrl_c_ends_the_sitting_with_its_client_and_server_gone(tmp_path: Path)
         server_dir = (tmp_path / "o" / "runs" / "01-op-r1" / "server").resolve()
         wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), timeout=30, message="the client ran")
         client_pid = int(pid_file.read_text())
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=30)
     finally:
         if process.poll() is None:

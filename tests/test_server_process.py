@@ -122,6 +122,34 @@ def test_its_whole_process_tree_is_measured_and_signalled() -> None:
     wait_until(child_gone, message="the wrapper's child ended with it")
 
 
+def test_a_child_that_has_exited_keeps_counting_in_the_trees_cpu() -> None:
+    """Its CPU moves to the parent that reaped it, and is counted there."""
+    child = python("""
+        import time
+        deadline = time.process_time() + 0.3
+        while time.process_time() < deadline:
+            pass
+    """)
+    command = ["sh", "-c", " ".join(f"'{part}'" for part in child) + "; echo child reaped >&2; sleep 60"]
+    with ServerProcess(command) as server:
+        assert server.stderr.wait_for(lambda line: line == "child reaped", START_TIMEOUT), server.stderr.text
+        # The busy child is gone: the tree is the shell and its sleep.
+        wait_until(lambda: [child.name() for child in psutil.Process(server.pid).children()] == ["sleep"],
+                   message="the shell's sleep")
+        user, system = server.cpu_seconds()
+        assert user + system >= 0.3
+
+
+def test_its_environment_is_the_one_given() -> None:
+    command = python("""
+        import os, sys
+        print(os.environ.get("CHATFLOW_PROBE"), os.environ.get("HOME"), file=sys.stderr)
+    """)
+    with ServerProcess(command, env={"PATH": os.environ["PATH"], "CHATFLOW_PROBE": "given"}) as server:
+        assert server.wait(DEFAULT_TIMEOUT) == 0
+    assert server.stderr.lines == ["given None"]
+
+
 def test_outside_its_own_group_it_shares_the_callers_and_the_log_keeps_every_line(tmp_path: Path) -> None:
     log_path = tmp_path / "server.log"
     command = python("""

@@ -4,10 +4,14 @@ another implementation, run in one sitting, written to comparison.json, then rep
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import shlex
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,12 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SCHEMA = 1
 JSON_NAME = "comparison.json"
 OTHER_NAME, JAVA_NAME = "Other", "Java"
+#: What ends a sitting as Ctrl-C does: a ``kill``, a closed terminal.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+#: Options that ``--report`` may be given with; every other one belongs to a sitting.
+REPORT_OPTIONS = ("report", "output_dir")
+#: What a saved comparison.json that is not complete makes the report raise.
+INCOMPLETE = (KeyError, IndexError, TypeError, ValueError, AttributeError)
 #: Milliseconds of delay a proxy may add, at most.
 MAX_DELAY_MS = 10_000.0
 
@@ -78,7 +88,45 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        with stop_signals_interrupt():
+            return run(parser, args)
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """``STOP_SIGNALS`` raise KeyboardInterrupt, as Ctrl-C does, so that the same cleanup
+    runs: the run's server and client stopped, the JSON kept. One that is ignored (nohup)
+    stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(signum, interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The sitting the options ask for, or ``--report``'s rendering."""
     if args.report is not None:
+        given = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
+                 if name not in REPORT_OPTIONS and value != parser.get_default(name)]
+        if given:
+            parser.error(f"--report renders a saved sitting and runs nothing: {', '.join(given)} "
+                         "cannot go with it")
         return rerender(args.report, args.output_dir)
     try:
         sides, other_version = resolve_sides(args)
@@ -146,21 +194,21 @@ def sitting(data: dict[str, Any], runner: PairingRunner, output_dir: Path) -> in
     """Every run in order, the JSON rewritten after each (an interrupted sitting keeps what
     it measured), then the report."""
     order = pairings.abba_order(data["settings"]["only"], data["settings"]["rounds"])
+    path = output_dir / JSON_NAME
     try:
-        write_json(data, output_dir / JSON_NAME)
+        if not save(data, path):
+            return EXIT_FAILED
         for index, (code, round_number) in enumerate(order, 1):
             entry = runner.run(code, round_number, index)
             data["runs"].append(entry)
             print(progress_line(entry, len(order), data["codes"][code]["label"]), flush=True)
             summarise(data)
-            write_json(data, output_dir / JSON_NAME)
+            if not save(data, path):
+                return EXIT_FAILED
     except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted after {len(data['runs'])} of {len(order)} runs; "
-              f"{output_dir / JSON_NAME} holds them", file=sys.stderr)
+        print(f"\n{PROG}: interrupted after {len(data['runs'])} of {len(order)} runs; {path} holds them",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
-    except OSError as exc:
-        print(f"{PROG}: error: cannot write {exc.filename or output_dir}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_FAILED
     if not render(data, output_dir, [output_dir / JSON_NAME]):
         return EXIT_FAILED
     return EXIT_OK if all(run["ok"] for run in data["runs"]) else EXIT_FAILED
@@ -169,6 +217,16 @@ def sitting(data: dict[str, Any], runner: PairingRunner, output_dir: Path) -> in
 def summarise(data: dict[str, Any]) -> None:
     data["pairings"] = aggregate.pairings(data["runs"], data["settings"]["only"])
     data["ratios"] = aggregate.ratios(data["runs"])
+
+
+def save(data: dict[str, Any], path: Path) -> bool:
+    """``write_json``; False (and one line) if it could not be written."""
+    try:
+        write_json(data, path)
+    except OSError as exc:
+        print(f"{PROG}: error: cannot write {exc.filename or path}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def write_json(data: dict[str, Any], path: Path) -> None:
@@ -218,4 +276,9 @@ def rerender(path: Path, output_dir: Path | None) -> int:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         print(f"{PROG}: error: {path} is not a comparison.json of schema {SCHEMA}", file=sys.stderr)
         return EXIT_FAILED
-    return EXIT_OK if render(data, output_dir or path.parent, []) else EXIT_FAILED
+    try:
+        return EXIT_OK if render(data, output_dir or path.parent, []) else EXIT_FAILED
+    except INCOMPLETE as exc:
+        what = f"no {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        print(f"{PROG}: error: {path} is not a complete comparison.json ({what})", file=sys.stderr)
+        return EXIT_FAILED

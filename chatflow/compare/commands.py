@@ -5,7 +5,9 @@ placeholders.
 A template is split as a shell would (``shlex``), then each word's placeholders are
 filled, so a value never needs quoting; leading ``NAME=value`` words set the command's
 environment, as they would in a shell. Placeholders are ``{name}`` for the names in
-``PLACEHOLDERS``; any other text, ``${HOME}`` included, is left as it is.
+``PLACEHOLDERS``; any other text, ``${HOME}`` included, is left as it is. A command runs in
+its run's folder: its program is found on PATH or from the tool's directory, its other
+words are its own (``{cwd}`` names the tool's directory).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ PLACEHOLDERS = {
     "warmup_messages": "messages per warmup thread",
     "threads": "main-phase threads",
     "python": "the Python running this tool",
+    "cwd": "the directory the tool was started in (each command runs in its run's folder)",
 }
 #: ``{name}`` not preceded by ``$`` (``${HOME}`` is the shell's).
 _PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -38,8 +41,9 @@ _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
 PYTHON_CLIENT = ("{python} -m chatflow.client.main --server {url} --messages {messages} "
                  "--warmup-threads {warmup_threads} --warmup-messages {warmup_messages} --threads {threads} "
                  "--quiet --no-analysis --output-dir results")
-#: The Java original's scripts (its README: ports and run sizes from the environment).
-JAVA_SERVER = "CHATFLOW_WS_PORT={port} CHATFLOW_HEALTH_PORT={health_port} {dir}/run_server.sh"
+#: The Java original's scripts (its README: ports and run sizes from the environment, which
+#: the runner sets for every command).
+JAVA_SERVER = "{dir}/run_server.sh"
 JAVA_CLIENT = "{dir}/run_client.sh {url}"
 JAVA_SCRIPTS = ("run_server.sh", "run_client.sh")
 
@@ -107,8 +111,8 @@ def java_templates(directory: Path) -> tuple[CommandTemplate, CommandTemplate]:
 
 
 def run_values(*, url: str, host: str, port: int, health_port: int | None, messages: int, warmup_threads: int,
-               warmup_messages: int, threads: int) -> dict[str, object]:
-    """Every placeholder's value for one run."""
+               warmup_messages: int, threads: int, cwd: Path | None = None) -> dict[str, object]:
+    """Every placeholder's value for one run (``cwd`` by default this process's directory)."""
     return {"port": port, "health_port": health_port, "url": url, "host": host, "messages": messages,
             "warmup_threads": warmup_threads, "warmup_messages": warmup_messages, "threads": threads,
-            "python": sys.executable}
+            "python": sys.executable, "cwd": cwd or Path.cwd()}

@@ -2,9 +2,10 @@
 of it if asked, its client run to the end in another, both measured, the server stopped.
 
 Server CPU is its process tree's, from /proc, while the client runs (not its start-up);
-client CPU and peak memory come from ``wait4`` on the client (``chatflow.compare.timed``).
-Whatever fails (a command that does not start, exits non-zero, writes no CSV) ends that run
-with one line of error, never the comparison (docs/comparison-tool.md).
+client CPU and peak memory come from ``wait4`` on the client (``chatflow.compare.accounting``).
+Whatever fails (a command that does not start, exits non-zero, writes no CSV, or an error
+of the tool's own) ends that run with one line of error, never the comparison
+(docs/comparison-tool.md).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import os
 import shutil
 import socket
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +23,9 @@ from typing import Any
 import chatflow
 from chatflow.analysis.performance_analyzer import AnalysisError, MetricsTable
 from chatflow.compare import yardstick
+from chatflow.compare.accounting import Accounting, StartError, run_accounted
 from chatflow.compare.commands import Command, CommandTemplate, run_values
 from chatflow.compare.pairings import PYTHON
-from chatflow.compare.timed import Accounting, StartError, run_accounted
 from chatflow.server.process import LOOPBACK, ServerProcess, ServerProcessError, local_server_command
 from chatflow.wan.proxy import DelayProxy
 
@@ -35,6 +37,8 @@ CLIENT_SECONDS_PER_MESSAGE = 0.002
 ERROR_DETAIL = 200
 #: Where ChatFlow's package is, so that its server and client start from any directory.
 PACKAGE_ROOT = str(Path(chatflow.__file__).resolve().parents[1])
+#: Where a run's unexpected error is written out in full, in the run's folder.
+TRACEBACK_NAME = "internal-error.txt"
 
 
 @dataclass(frozen=True)
@@ -102,15 +106,14 @@ def what_happened(exc: ServerProcessError) -> str:
     return exc.reason.replace("the server", "it", 1) + (f" ({detail})" if detail else "")
 
 
-def check_program(program: str, role: str, name: str) -> None:
-    """RunError unless ``program`` is a file to run, or a name on PATH."""
-    if shutil.which(program) is None:
-        raise RunError(f"the {name} {role} did not start: no program {program!r} (not on PATH, or not executable)")
-
-
-def with_env(argv: list[str], env: dict[str, str]) -> list[str]:
-    """``argv`` run through ``env NAME=value …``, which execs it: the same process, more environment."""
-    return ["env", *(f"{name}={value}" for name, value in env.items()), *argv] if env else argv
+def resolved(command: Command, role: str, name: str) -> list[str]:
+    """``command``'s words with its program made absolute (found on PATH, or relative to the
+    tool's directory), as the command runs in its run's folder; RunError if there is none."""
+    found = shutil.which(command.argv[0])
+    if found is None:
+        raise RunError(f"the {name} {role} did not start: no program {command.argv[0]!r} "
+                       "(not on PATH, or not executable)")
+    return [os.path.abspath(found), *command.argv[1:]]
 
 
 def python_env() -> dict[str, str]:
@@ -126,31 +129,52 @@ class PairingRunner:
         self.experiment = experiment
         self.sides = sides
         self.output_dir = output_dir
+        #: The tool's directory, ``{cwd}`` to the commands (which run in their run's folders).
+        self.start_dir = Path.cwd()
 
     def side_name(self, side: str) -> str:
         return "Python" if side == PYTHON else self.sides.other_name
 
     def run(self, code: str, round_number: int, index: int) -> dict[str, Any]:
-        """The run's entry of the JSON's ``runs`` (ok or not; never raises for a failed run)."""
+        """The run's entry of the JSON's ``runs``, ok or not: whatever goes wrong inside a
+        run (the tool's own errors too, their traceback kept in its folder) is its one-line
+        ``error``; only an interrupt gets through."""
         directory = self.output_dir / "runs" / f"{index:02d}-{code}-r{round_number}"
         entry: dict[str, Any] = {"code": code, "round": round_number, "index": index, "ok": False, "error": None,
                                  "client_exit": None, "csv": None, "figures": None, "timeline": None, "cdf": None}
+        try:
+            self._measure(code, directory, entry)
+        except RunError as exc:
+            entry["ok"], entry["error"] = False, str(exc)
+        except Exception as exc:  # the tool's own error: one odd run must not end the sitting
+            detail = " ".join(str(exc).split())
+            entry["ok"], entry["error"] = False, f"internal error: {type(exc).__name__}: {detail}"
+            with contextlib.suppress(OSError):
+                directory.mkdir(parents=True, exist_ok=True)
+                (directory / TRACEBACK_NAME).write_text(traceback.format_exc())
+        return entry
+
+    def _measure(self, code: str, directory: Path, entry: dict[str, Any]) -> None:
+        """Fills ``entry``; RunError for a run that could not be measured at all."""
         errors: list[str] = []  # the first cause first: the server's end, the client's, its CSV
         stop_errors: list[str] = []
-        try:
-            with self._server(code[1], directory / "server", stop_errors) as server, \
-                    self._front(server.port) as (port, proxy):
-                cpu_before = sum(server.process.cpu_seconds())
-                accounting = self._client(code[0], port, server, directory / "client")
-                server_cpu_s: float | None = sum(server.process.cpu_seconds()) - cpu_before
-                proxy_cpu_s = proxy.cpu_seconds() if proxy is not None else None
-                if server.process.returncode is not None:  # its tree's CPU is gone with it
-                    server_cpu_s = None
-                    errors.append(f"the {self.side_name(code[1])} server exited during the run "
-                                  f"with status {server.process.returncode}")
-        except RunError as exc:
-            entry["error"] = str(exc)
-            return entry
+        server_name = self.side_name(code[1])
+        with self._server(code[1], directory / "server", stop_errors) as server, \
+                self._front(server.port) as (port, proxy):
+            cpu_before = sum(server.process.cpu_seconds())
+            accounting = self._client(code[0], port, server, directory / "client")
+            server_cpu_s: float | None = sum(server.process.cpu_seconds()) - cpu_before
+            proxy_cpu_s = proxy.cpu_seconds() if proxy is not None else None
+            if server.process.returncode is not None:  # its tree's CPU is gone with it
+                server_cpu_s = None
+                errors.append(f"the {server_name} server exited during the run with status "
+                              f"{server.process.returncode}")
+            elif server_cpu_s < 0:
+                server_cpu_s = None
+                errors.append(f"the {server_name} server's CPU time fell during the run (a process left its "
+                              "tree alive): not measured")
+            if proxy is not None and not proxy.alive:
+                errors.append(f"the delay proxy stopped during the run ({proxy.failure or 'its thread ended'})")
         entry["client_exit"] = accounting.returncode
         errors += self._client_errors(code[0], accounting, directory / "client")
         try:
@@ -165,7 +189,6 @@ class PairingRunner:
         errors += stop_errors
         entry["ok"] = not errors
         entry["error"] = errors[0] if errors else None
-        return entry
 
     # -- the server
 
@@ -176,17 +199,15 @@ class PairingRunner:
         name = self.side_name(side)
         try:
             if side == PYTHON:
-                process = ServerProcess(with_env(local_server_command(), python_env()), cwd=directory,
+                process = ServerProcess(local_server_command(), cwd=directory, env={**os.environ, **python_env()},
                                         log_path=directory / "server.log")
             else:
                 port, health_port = free_ports(2)
-                values = run_values(url=f"ws://{LOOPBACK}:{port}", host=LOOPBACK, port=port, health_port=health_port,
-                                    **self._sizes())
-                command = self.sides.other_server.fill(values)
-                check_program(command.argv[0], "server", name)
-                env = {"CHATFLOW_WS_PORT": str(port), "CHATFLOW_HEALTH_PORT": str(health_port),
+                command = self.sides.other_server.fill(self._values(port, health_port))
+                env = {**os.environ, "CHATFLOW_WS_PORT": str(port), "CHATFLOW_HEALTH_PORT": str(health_port),
                        "SERVER_WORKDIR": str(directory.resolve()), **command.env}
-                process = ServerProcess(with_env(command.argv, env), cwd=directory, log_path=directory / "server.log")
+                process = ServerProcess(resolved(command, "server", name), cwd=directory, env=env,
+                                        log_path=directory / "server.log")
         except ServerProcessError as exc:
             raise RunError(f"the {name} server did not start: {what_happened(exc)}") from None
         with contextlib.ExitStack() as stop:
@@ -227,22 +248,22 @@ class PairingRunner:
 
     # -- the client
 
-    def _sizes(self) -> dict[str, int]:
+    def _values(self, port: int, health_port: int | None) -> dict[str, object]:
+        """The placeholders' values for a command that reaches a server on ``port``."""
         e = self.experiment
-        return {"messages": e.messages, "warmup_threads": e.warmup_threads, "warmup_messages": e.warmup_messages,
-                "threads": e.threads}
+        return run_values(url=f"ws://{LOOPBACK}:{port}", host=LOOPBACK, port=port, health_port=health_port,
+                          messages=e.messages, warmup_threads=e.warmup_threads, warmup_messages=e.warmup_messages,
+                          threads=e.threads, cwd=self.start_dir)
 
     def _client(self, side: str, port: int, server: RunningServer, directory: Path) -> Accounting:
         directory.mkdir(parents=True, exist_ok=True)
         template = self.sides.python_client if side == PYTHON else self.sides.other_client
-        values = run_values(url=f"ws://{LOOPBACK}:{port}", host=LOOPBACK, port=port, health_port=server.health_port,
-                            **self._sizes())
-        command: Command = template.fill(values)
-        check_program(command.argv[0], "client", self.side_name(side))
+        command: Command = template.fill(self._values(port, server.health_port))
+        argv = resolved(command, "client", self.side_name(side))
         env = {**os.environ, **self.experiment.client_env(), "CLIENT_WORKDIR": str(directory.resolve()),
                **(python_env() if side == PYTHON else {}), **command.env}
         try:
-            return run_accounted(command.argv, cwd=directory, env=env, stdout=directory / "stdout.txt",
+            return run_accounted(argv, cwd=directory, env=env, stdout=directory / "stdout.txt",
                                  stderr=directory / "stderr.txt", timeout=self.experiment.client_timeout)
         except StartError as exc:
             raise RunError(f"the {self.side_name(side)} client did not start: {exc}") from None

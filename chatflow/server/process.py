@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -147,7 +147,8 @@ class OutputLines:
 class ServerProcess:
     """``command`` running as a child process, from construction until ``stop``.
 
-    Its stderr is followed (``stderr``); stdin and stdout are closed to it. With
+    Its stderr is followed (``stderr``); stdin and stdout are closed to it; ``env`` is its
+    whole environment (as ``subprocess``'s), the caller's when None. With
     ``own_process_group`` it runs in a session of its own and every signal goes to its
     whole process group; without, it stays in the caller's, so that a terminal's Ctrl-C
     or hangup reaches it as it reaches the caller. ``stop_signals`` are what ``stop``
@@ -155,9 +156,9 @@ class ServerProcess:
     waiting; SIGKILL comes last in any case.
     """
 
-    def __init__(self, command: Sequence[str], *, cwd: Path | None = None, log_path: Path | None = None,
-                 own_process_group: bool = True, stop_signals: Sequence[int] = (signal.SIGTERM,),
-                 grace: float = STOP_GRACE) -> None:
+    def __init__(self, command: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+                 log_path: Path | None = None, own_process_group: bool = True,
+                 stop_signals: Sequence[int] = (signal.SIGTERM,), grace: float = STOP_GRACE) -> None:
         self.command = list(command)
         self.stop_signals = tuple(stop_signals)
         self.grace = grace
@@ -168,8 +169,9 @@ class ServerProcess:
             raise ServerProcessError(f"cannot write the server's log to {log_path}: {exc.strerror or exc}") from None
         try:
             self._process = subprocess.Popen(
-                self.command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                text=True, errors="replace", start_new_session=own_process_group,
+                self.command, cwd=cwd, env=dict(env) if env is not None else None, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
+                start_new_session=own_process_group,
             )
         except OSError as exc:
             if log is not None:
@@ -252,10 +254,12 @@ class ServerProcess:
             return []
 
     def cpu_seconds(self) -> tuple[float, float]:
-        """User and system CPU time of the process tree so far.
+        """User and system CPU time of the process tree so far: each live process's own, and
+        that of the children it has reaped, so that a child which exits keeps counting.
 
         Apart because system time is what the sockets cost (on loopback a send also does
-        the receiver's work), user time what the code costs.
+        the receiver's work), user time what the code costs. A process that leaves the tree
+        alive (orphaned, then reaped elsewhere) takes its time with it: the sum can fall.
         """
         user = system = 0.0
         for process in self._tree():
@@ -263,8 +267,8 @@ class ServerProcess:
                 times = process.cpu_times()
             except psutil.Error:
                 continue
-            user += times.user
-            system += times.system
+            user += times.user + times.children_user
+            system += times.system + times.children_system
         return user, system
 
     def peak_rss_bytes(self) -> int:

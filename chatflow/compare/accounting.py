@@ -1,8 +1,9 @@
 """A command run to its end as ``/usr/bin/time`` runs one: its CPU and peak memory from
 ``wait4``, whose rusage covers the process and every descendant it waited for.
 
-The command runs in a session of its own, so that on a timeout (or Ctrl-C here) its whole
-process group is killed and nothing it started outlives the run.
+The command runs in a session of its own, and once it has ended (or timed out, or been
+interrupted here) its whole process group is killed, so that nothing it started outlives
+the run: a wrapper's leftovers included.
 """
 
 from __future__ import annotations
@@ -61,8 +62,10 @@ def run_accounted(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], std
     finally:
         # Not reaped: the deadline, or Ctrl-C here (after which a thread's is_alive may lie).
         timed_out = not reaped
+        # Reaped or not, whatever is left of its group goes too; the group's id stays its
+        # own while any member lives, so this reaches no one else.
+        _kill_group(process.pid)
         if timed_out:
-            _kill_group(process.pid)
             waiter.join(KILL_GRACE)
     wall_s = time.monotonic() - started
     if not reaped:
