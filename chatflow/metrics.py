@@ -25,6 +25,8 @@ class Status(StrEnum):
     CANCELLED = "cancelled"
     #: A bug in the client (or its recorder) while the message was in hand.
     CLIENT_ERROR = "client_error"
+    #: A message of a worker process (``--processes``) that ended before reporting it.
+    WORKER_LOST = "worker_lost"
 
 
 # The same names as plain str, for the per-message path: an enum member costs a lookup
@@ -32,6 +34,7 @@ class Status(StrEnum):
 SUCCESS, ERROR, TIMEOUT = Status.SUCCESS.value, Status.ERROR.value, Status.TIMEOUT.value
 CONNECTION_CLOSED, CONNECTION_FAILED = Status.CONNECTION_CLOSED.value, Status.CONNECTION_FAILED.value
 CANCELLED, CLIENT_ERROR = Status.CANCELLED.value, Status.CLIENT_ERROR.value
+WORKER_LOST = Status.WORKER_LOST.value
 
 TIMESTAMP, MESSAGE_TYPE, LATENCY, STATUS, ROOM, FINAL = (
     "timestamp", "messageType", "latency", "statusCode", "roomId", "final")

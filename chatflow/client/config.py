@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatflow.arguments import whole_number
+from chatflow.client.cpu import usable_cores
+
+#: ``--processes`` when not given is the usable cores, at most this many: the figures
+#: that chose it are in docs/client.md#several-processes.
+MAX_DEFAULT_PROCESSES = 2
 
 
 @dataclass(frozen=True)
@@ -65,3 +70,8 @@ def add_size_options(parser: argparse.ArgumentParser, title: str | None = None) 
                        help="messages per warmup thread (default %(default)s)")
     group.add_argument("--threads", type=whole_number(1), default=d.threads,
                        help="main phase threads (default %(default)s)")
+
+
+def default_processes() -> int:
+    """The client's processes when ``--processes`` is not given."""
+    return max(1, min(usable_cores() or 1, MAX_DEFAULT_PROCESSES))

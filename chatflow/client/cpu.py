@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import os
+import resource
 import time
 
 import psutil
 
 
 class CpuMeter:
-    """CPU seconds of this process and, when it is local, of the server, since construction."""
+    """CPU seconds of the client and, when it is local, of the server, since construction.
+
+    The client's are this process's and its ended children's (the worker processes of
+    ``--processes``, reaped before ``read``); the local server is still running then, so
+    its CPU is not among them.
+    """
 
     def __init__(self, server_pid: int | None) -> None:
-        self._client_start = time.process_time()
+        self._client_start = _client_cpu()
         self._server: psutil.Process | None = None
         if server_pid is not None:
             try:
@@ -32,10 +38,15 @@ class CpuMeter:
 
     def read(self) -> tuple[float, float | None]:
         """(client, server) CPU seconds so far; the server's is None when unknown."""
-        client = time.process_time() - self._client_start
+        client = _client_cpu() - self._client_start
         end = self._server_cpu()
         server = end - self._server_start if end is not None and self._server_start is not None else None
         return client, server
+
+
+def _client_cpu() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def usable_cores() -> int | None:

@@ -9,13 +9,17 @@ run: the writer keeps draining, stops writing, and reports the error at the end.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import queue
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
-from chatflow.metrics import CSV_HEADER, MetricRecord
+from chatflow.metrics import CSV_HEADER, SUCCESS, MetricRecord
 
 HIGH_WATER = 200_000
 BATCH = 4096
@@ -29,14 +33,21 @@ def metrics_path(directory: Path) -> Path:
     return directory / f"metrics_{stamp}_{secrets.token_hex(3)}.csv"
 
 
-class CsvWriter(threading.Thread):
-    """Opens its file at construction, so an unwritable directory fails before the run."""
+def open_metrics_file(path: Path) -> TextIO:
+    """A new metrics file (never an existing one), its header written."""
+    file = path.open("x", encoding="ascii", newline="")
+    file.write(CSV_HEADER + "\n")
+    return file
 
-    def __init__(self, directory: Path) -> None:
+
+class CsvWriter(threading.Thread):
+    """Opens its file at construction, so an unwritable directory fails before the run:
+    a new ``metrics_path`` in ``directory``, or ``path`` (a worker's part file)."""
+
+    def __init__(self, directory: Path, path: Path | None = None) -> None:
         super().__init__(name="CsvWriter", daemon=True)
-        self.path = metrics_path(directory)
-        self._file = self.path.open("x", encoding="ascii", newline="")
-        self._file.write(CSV_HEADER + "\n")
+        self.path = path or metrics_path(directory)
+        self._file = open_metrics_file(self.path)
         self._rows: queue.SimpleQueue[MetricRecord | None] = queue.SimpleQueue()
         #: Rows handed to the OS: each batch is flushed, so that after a write error
         #: this counts what the file holds, not what sat in its buffer.
@@ -88,3 +99,70 @@ class CsvWriter(threading.Thread):
                 file.close()
             except OSError as exc:
                 self.error = self.error or exc.strerror or str(exc)
+
+
+class MergedCsv:
+    """The run's one metrics file when worker processes write their own parts
+    (``--processes``): opened at construction, as CsvWriter's, and filled at the end by
+    ``merge``, the parts' rows in order of send time, as one process would have written them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = metrics_path(directory)
+        self._file = open_metrics_file(self.path)
+        self.rows_written = 0
+        self.error: str | None = None
+
+    def part(self, index: int) -> Path:
+        """Worker ``index``'s part file, beside the merged file."""
+        return self.path.with_name(f"{self.path.stem}.worker{index}.csv")
+
+    def merge(self, parts: list[Path]) -> None:
+        """Every complete row of the parts that exist into the file, then the parts removed,
+        also after a write error: the run has one metrics file, as in one process."""
+        parts = [part for part in parts if part.exists()]
+        rows = heapq.merge(*(read_rows(part) for part in parts), key=_send_time)
+        try:
+            while batch := list(itertools.islice(rows, BATCH * 4)):
+                self._file.write("".join(batch))
+                self._file.flush()
+                self.rows_written += len(batch)
+        except OSError as exc:
+            self.error = exc.strerror or str(exc)
+        finally:
+            for part in parts:
+                part.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except OSError as exc:
+            self.error = self.error or exc.strerror or str(exc)
+
+
+def read_rows(path: Path) -> Iterator[str]:
+    """A metrics file's complete rows, header left out: a process killed while writing
+    leaves a last line without its newline, which is not a row."""
+    with path.open(encoding="ascii", newline="") as file:
+        file.readline()
+        for line in file:
+            if line.endswith("\n"):
+                yield line
+
+
+def final_outcomes(path: Path) -> tuple[int, dict[str, int]]:
+    """(successes, failures by status) of the final rows of a metrics file."""
+    success, failures = 0, {}
+    for line in read_rows(path):
+        fields = line.split(",")
+        if fields[-1] != "1\n":
+            continue
+        status = fields[3]
+        if status == SUCCESS:
+            success += 1
+        else:
+            failures[status] = failures.get(status, 0) + 1
+    return success, failures
+
+
+def _send_time(row: str) -> int:
+    return int(row[:row.index(",")])

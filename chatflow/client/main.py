@@ -11,12 +11,13 @@ import sys
 from pathlib import Path
 
 from chatflow.arguments import seconds, whole_number
-from chatflow.client.config import LoadTestConfig, add_size_options
-from chatflow.client.csv_writer import CsvWriter
+from chatflow.client.config import LoadTestConfig, MAX_DEFAULT_PROCESSES, add_size_options, default_processes
+from chatflow.client.csv_writer import CsvWriter, MergedCsv
 from chatflow.client.local_server import LocalServer, LocalServerError
 from chatflow.client.progress import ProgressDisplay
 from chatflow.client.results import RunResult
 from chatflow.client.run import LoadTest
+from chatflow.client.workers import MultiProcessLoadTest
 from chatflow.client.summary import format_predictions, format_summary, run_figures, verdict
 
 PROG = "chatflow-client"
@@ -59,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=d.seed, help="seed for a reproducible message mix and rooms")
     parser.add_argument("--probe-messages", type=whole_number(1), default=d.probe_messages,
                         help="round trips measured before the run for Little's Law (default %(default)s)")
+    parser.add_argument("--processes", type=whole_number(1), default=default_processes(),
+                        help="processes the sender threads are spread over, each with its own generator and CSV "
+                             "part (1: all in this process; default: the usable cores, at most "
+                             f"{MAX_DEFAULT_PROCESSES}, here %(default)s)")
     parser.add_argument("--output-dir", type=Path, default=d.output_dir,
                         help="where results are written (default %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no live progress")
@@ -73,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         args.output_dir.mkdir(parents=True, exist_ok=True)
-        writer = CsvWriter(args.output_dir)
+        writer = CsvWriter(args.output_dir) if args.processes == 1 else MergedCsv(args.output_dir)
     except OSError as exc:
         print(f"{PROG}: error: cannot write results to {args.output_dir}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -102,10 +107,13 @@ def load_test_config(args: argparse.Namespace, url: str) -> LoadTestConfig:
     )
 
 
-def run(args: argparse.Namespace, url: str, server_pid: int | None, writer: CsvWriter) -> int:
+def run(args: argparse.Namespace, url: str, server_pid: int | None, writer: CsvWriter | MergedCsv) -> int:
     config = load_test_config(args, url)
-    writer.start()
-    test = LoadTest(config, recorder=writer.record, server_pid=server_pid)
+    if isinstance(writer, MergedCsv):
+        test: LoadTest = MultiProcessLoadTest(config, args.processes, writer, server_pid=server_pid)
+    else:
+        writer.start()
+        test = LoadTest(config, recorder=writer.record, server_pid=server_pid)
     progress = ProgressDisplay(config.messages, test.progress)
 
     def probed(round_trip_s, predictions) -> None:
@@ -119,7 +127,8 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None, writer: CsvW
         test.stop.set()
 
     previous = signal.signal(signal.SIGINT, interrupt)
-    print(f"ChatFlow load test against {url}: {config.messages:,} messages", flush=True)
+    processes = f" from {test.processes} processes" if test.processes > 1 else ""
+    print(f"ChatFlow load test against {url}: {config.messages:,} messages{processes}", flush=True)
     try:
         result = test.run(on_probe=probed)
     finally:
@@ -138,7 +147,7 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None, writer: CsvW
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
-def analyse(writer: CsvWriter, result: RunResult, directory: Path) -> None:
+def analyse(writer: CsvWriter | MergedCsv, result: RunResult, directory: Path) -> None:
     """Statistics, charts and the report of the run, from its metrics file.
 
     Imported here, after the run, so that pandas and matplotlib cost the load test

@@ -33,6 +33,33 @@ class SenderStats:
 
 
 @dataclass
+class LostWorker:
+    """A worker process (``--processes``) that ended before its final count."""
+
+    index: int
+    pid: int | None
+    #: Negative: the signal that ended it.
+    exitcode: int | None
+    #: The phase it ended in, or "shutdown" after its last phase.
+    phase: str
+    #: Its messages counted failed (``worker_lost``).
+    messages: int = 0
+    error: str = ""
+
+    def describe(self) -> str:
+        if self.exitcode is None:
+            how = "did not report"
+        elif self.exitcode < 0:
+            how = f"killed by signal {-self.exitcode}"
+        else:
+            how = f"exit status {self.exitcode}"
+        when = "after its last phase" if self.phase == "shutdown" else f"during the {self.phase} phase"
+        error = f": {self.error}" if self.error else ""
+        return (f"worker {self.index} (pid {self.pid}) ended {when} ({how}{error}); "
+                f"{self.messages:,} of its messages counted failed")
+
+
+@dataclass
 class PhaseResult:
     name: str
     threads: int
@@ -68,6 +95,9 @@ class RunResult:
     interrupted: bool = False
     unreachable: str | None = None
     last_error: str = ""
+    #: The processes the senders ran in (``--processes``), and the workers that ended early.
+    processes: int = 1
+    lost_workers: list[LostWorker] = field(default_factory=list)
 
     @property
     def totals(self) -> SenderStats:

@@ -11,13 +11,13 @@ import random
 import resource
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 
 from chatflow.client.config import LoadTestConfig
 from chatflow.client.cpu import CpuMeter, usable_cores
 from chatflow.client.littles_law import Prediction, predict, with_result
-from chatflow.client.message_generator import MessageGenerator
+from chatflow.client.message_generator import MessageGenerator, OutgoingMessage
 from chatflow.client.message_sender import MessageSender
 from chatflow.client.plan import PhasePlan, plan_phases
 from chatflow.client.probe import ServerUnreachable, probe_round_trip
@@ -28,6 +28,9 @@ from chatflow.metrics import Recorder
 class LoadTest:
     """Runs the phases of one configuration; ``stop`` (Ctrl-C) ends it early but counted."""
 
+    #: The processes its senders run in (``chatflow.client.workers`` for more than one).
+    processes = 1
+
     def __init__(self, config: LoadTestConfig, recorder: Recorder | None = None,
                  server_pid: int | None = None) -> None:
         self.config = config
@@ -35,7 +38,8 @@ class LoadTest:
         self.server_pid = server_pid
         self.stop = threading.Event()
         self._senders: list[MessageSender] = []
-        self._room_rng = random.Random(None if config.seed is None else config.seed + 1)
+        self._messages: queue.SimpleQueue[OutgoingMessage] = queue.SimpleQueue()
+        self._generator: MessageGenerator | None = None
 
     def progress(self) -> tuple[int, int]:
         """(done, failed) so far; read from another thread without locks."""
@@ -62,60 +66,85 @@ class LoadTest:
         predictions = {p.name: predict(p.name, p.threads, result.round_trip_s) for p in plans}
         if on_probe is not None:
             on_probe(result.round_trip_s, list(predictions.values()))
-
-        messages: queue.SimpleQueue = queue.SimpleQueue()
-        generator = MessageGenerator(config.messages, messages, self.stop, rooms=config.rooms, seed=config.seed)
         cpu = CpuMeter(self.server_pid)
-        generator.start()
-        # As the Java original, which makes its messages before sending: the senders
-        # start on a full queue, and never wait for the generator.
-        while not generator.primed.wait(0.1) and not self.stop.is_set():
-            pass
         try:
-            for plan in plans:
-                if self.stop.is_set():
-                    break
-                phase = self._run_phase(plan, messages)
+            for phase in self._phases(plans, assign_rooms(plans, config)):
                 result.phases.append(phase)
-                result.predictions.append(with_result(predictions[plan.name], phase.throughput, phase.mean_latency_s))
+                result.predictions.append(with_result(predictions[phase.name], phase.throughput, phase.mean_latency_s))
         finally:
             result.interrupted = self.stop.is_set()
             self.stop.set()
-            generator.join()
-            result.generated = generator.generated
-            result.unsent = _drain(messages)
+            self._finish(result)
             result.client_cpu_s, result.server_cpu_s = cpu.read()
             result.cores = usable_cores()
-            result.client_peak_rss_mib = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
             result.wall_s = time.monotonic() - started
-            result.last_error = next((s.last_error for s in reversed(self._senders) if s.last_error), "")
         return result
 
-    def _run_phase(self, plan: PhasePlan, messages: queue.SimpleQueue) -> PhaseResult:
+    def _phases(self, plans: list[PhasePlan], senders: list[list[SenderPlan]]) -> Iterator[PhaseResult]:
+        """Each phase run to its end, in order, until the run is stopped."""
         config = self.config
-        senders = []
-        for quota in plan.quotas:
-            # As the Java original: each thread picks a random room and stays in it.
-            room = self._room_rng.randint(1, config.rooms)
-            senders.append(MessageSender(
-                config.room_url(room), room, messages, quota, self.stop,
-                timeout=config.timeout, retry=config.retry, recorder=self.recorder,
-            ))
-        self._senders.extend(senders)
-        start = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=plan.threads, thread_name_prefix=f"{plan.name}-sender") as pool:
-            futures = [pool.submit(sender.run) for sender in senders]
-            pending = set(futures)
-            while pending:
-                _, pending = wait(pending, timeout=0.5)
-        duration = time.perf_counter() - start
-        stats = SenderStats()
-        for future in futures:
-            stats.merge(future.result())
-        return PhaseResult(plan.name, plan.threads, plan.messages, stats, duration)
+        self._generator = MessageGenerator(config.messages, self._messages, self.stop, rooms=config.rooms,
+                                           seed=config.seed)
+        self._generator.start()
+        # As the Java original, which makes its messages before sending: the senders
+        # start on a full queue, and never wait for the generator.
+        while not self._generator.primed.wait(0.1) and not self.stop.is_set():
+            pass
+        for plan, phase_senders in zip(plans, senders):
+            if self.stop.is_set():
+                return
+            start = time.perf_counter()
+            stats = run_senders(plan.name, phase_senders, self._messages, self.stop, config, self.recorder,
+                                self._senders)
+            yield PhaseResult(plan.name, plan.threads, plan.messages, stats, time.perf_counter() - start)
+
+    def _finish(self, result: RunResult) -> None:
+        """What the run made and left once it has stopped: the generator's count, the
+        messages still queued, the memory, the last error."""
+        if self._generator is not None:
+            self._generator.join()
+            result.generated = self._generator.generated
+        result.unsent = drain(self._messages)
+        result.client_peak_rss_mib = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        result.last_error = next((s.last_error for s in reversed(self._senders) if s.last_error), "")
 
 
-def _drain(messages: queue.SimpleQueue) -> int:
+#: One sender of a phase: (its room, its quota of messages).
+SenderPlan = tuple[int, int]
+
+
+def assign_rooms(plans: list[PhasePlan], config: LoadTestConfig) -> list[list[SenderPlan]]:
+    """Each phase's senders as (room, quota). As the Java original, each thread picks a
+    random room and stays in it; the same seed picks the same rooms however the senders
+    are spread over processes (``chatflow.client.workers``)."""
+    rng = random.Random(None if config.seed is None else config.seed + 1)
+    return [[(rng.randint(1, config.rooms), quota) for quota in plan.quotas] for plan in plans]
+
+
+def run_senders(name: str, senders: list[SenderPlan], messages: queue.SimpleQueue, stop: threading.Event,
+                config: LoadTestConfig, recorder: Recorder | None,
+                started: list[MessageSender] | None = None) -> SenderStats:
+    """One phase's senders, each in a thread of a pool of that size, to their end; their
+    counts added up. Each new sender is appended to ``started`` (for progress)."""
+    stats = SenderStats()
+    if not senders:
+        return stats
+    made = [MessageSender(config.room_url(room), room, messages, quota, stop,
+                          timeout=config.timeout, retry=config.retry, recorder=recorder)
+            for room, quota in senders]
+    if started is not None:
+        started.extend(made)
+    with ThreadPoolExecutor(max_workers=len(made), thread_name_prefix=f"{name}-sender") as pool:
+        futures = [pool.submit(sender.run) for sender in made]
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=0.5)
+    for future in futures:
+        stats.merge(future.result())
+    return stats
+
+
+def drain(messages: queue.SimpleQueue) -> int:
     """Messages generated but never taken by a sender (a stopped run)."""
     count = 0
     while True:

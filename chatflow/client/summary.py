@@ -32,6 +32,10 @@ def format_summary(result: RunResult) -> str:
     if totals.failures_by_status:
         failed += "  (" + ", ".join(f"{k}: {v:,}" for k, v in sorted(totals.failures_by_status.items())) + ")"
     add(f"{'Failed':<26}{failed}")
+    if result.processes > 1:
+        add(f"{'Client processes':<26}{result.processes} (the sender threads dealt round-robin)")
+    for lost in result.lost_workers:
+        add(f"{'Worker lost':<26}{lost.describe()}")
     add(f"{'Total wall time':<26}{result.wall_s:.2f} s (probe, phases and shutdown)")
     for phase in result.phases:
         add(f"{phase.name.capitalize() + ' phase':<26}{phase.duration_s:.2f} s, {phase.threads} threads, "
@@ -49,7 +53,8 @@ def format_summary(result: RunResult) -> str:
             cpu += f", server {server_cpu:.1f} µs"
         add(f"{'CPU per message':<26}{cpu}")
     if result.client_peak_rss_mib is not None:
-        add(f"{'Client peak RSS':<26}{result.client_peak_rss_mib:.0f} MiB (during the run)")
+        processes = f", its {result.processes} processes together" if result.processes > 1 else ""
+        add(f"{'Client peak RSS':<26}{result.client_peak_rss_mib:.0f} MiB (during the run{processes})")
     if result.predictions and result.round_trip_s:
         lines += ["", f"Little's Law (W = {result.round_trip_s * 1000:.3f} ms on one idle connection)",
                   f"  {'phase':<8}{'threads':>8}{'predicted':>14}{'actual':>12}{'actual/pred':>13}"
@@ -150,6 +155,8 @@ def run_figures(result: RunResult) -> dict:
         "client_cpu_us_per_message": _rounded(client_cpu, 1),
         "server_cpu_us_per_message": _rounded(server_cpu, 1),
         "client_peak_rss_mib": result.client_peak_rss_mib,
+        "client_processes": result.processes,
+        "lost_workers": [lost.describe() for lost in result.lost_workers],
         "interrupted": result.interrupted,
         "unreachable": result.unreachable,
     }

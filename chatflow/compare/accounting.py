@@ -1,5 +1,7 @@
 """A command run to its end as ``/usr/bin/time`` runs one: its CPU and peak memory from
-``wait4``, whose rusage covers the process and every descendant it waited for.
+``wait4``, whose rusage covers the process and every descendant it waited for; and the
+peak of its process tree's resident memory added up, sampled, since ``wait4`` gives only
+the largest single process's (a client of several processes, ``--processes``).
 
 The command runs in a session of its own, and once it has ended (or timed out, or been
 interrupted here) its whole process group is killed, so that nothing it started outlives
@@ -17,8 +19,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 #: How long the reaping waits after SIGKILL.
 KILL_GRACE = 10.0
+#: How often the process tree's memory is added up.
+SAMPLE_INTERVAL = 0.25
 
 
 class StartError(Exception):
@@ -37,6 +43,9 @@ class Accounting:
     peak_rss_kib: int
     wall_s: float
     timed_out: bool
+    #: The largest sum of the resident sets of the process and its descendants, sampled
+    #: every SAMPLE_INTERVAL; at least ``peak_rss_kib``.
+    peak_tree_rss_kib: int = 0
 
     @property
     def cpu_s(self) -> float:
@@ -57,8 +66,12 @@ def run_accounted(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], std
     waiter = threading.Thread(target=lambda: reaped.append(os.wait4(process.pid, 0)),
                               name=f"wait4-{process.pid}", daemon=True)
     waiter.start()
+    tree = TreeMemory(process.pid)
     try:
-        waiter.join(timeout)
+        deadline = started + timeout
+        while waiter.is_alive() and (left := deadline - time.monotonic()) > 0:
+            tree.sample()
+            waiter.join(min(SAMPLE_INTERVAL, left))
     finally:
         # Not reaped: the deadline, or Ctrl-C here (after which a thread's is_alive may lie).
         timed_out = not reaped
@@ -73,7 +86,30 @@ def run_accounted(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], std
     _, status, usage = reaped[0]
     # Reaped here, by wait4: Popen is told, so that it never waits for the pid again.
     process.returncode = os.waitstatus_to_exitcode(status)
-    return Accounting(process.returncode, usage.ru_utime, usage.ru_stime, usage.ru_maxrss, wall_s, timed_out)
+    return Accounting(process.returncode, usage.ru_utime, usage.ru_stime, usage.ru_maxrss, wall_s, timed_out,
+                      max(usage.ru_maxrss, tree.peak_kib))
+
+
+class TreeMemory:
+    """The peak of a process tree's resident memory, added up over its processes."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_kib = 0
+
+    def sample(self) -> None:
+        try:
+            root = psutil.Process(self.pid)
+            processes = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return
+        total = 0
+        for process in processes:
+            try:
+                total += process.memory_info().rss
+            except psutil.Error:
+                pass  # ended meanwhile
+        self.peak_kib = max(self.peak_kib, total // 1024)
 
 
 def _kill_group(pgid: int) -> None:

@@ -291,5 +291,5 @@ class PairingRunner:
         messages = self.experiment.messages
         return {"server_cpu_us_per_msg": server_cpu_s * 1e6 / messages if server_cpu_s is not None else None,
                 "client_cpu_us_per_msg": accounting.cpu_s * 1e6 / messages,
-                "client_peak_rss_mib": accounting.peak_rss_kib / 1024, "client_wall_s": accounting.wall_s,
+                "client_peak_rss_mib": accounting.peak_tree_rss_kib / 1024, "client_wall_s": accounting.wall_s,
                 "proxy_cpu_us_per_msg": proxy_cpu_s * 1e6 / messages if proxy_cpu_s is not None else None}
