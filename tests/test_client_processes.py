@@ -19,7 +19,7 @@ import pytest
 
 from chatflow.client.config import LoadTestConfig
 from chatflow.client.csv_writer import MergedCsv, final_outcomes, read_rows
-from chatflow.client.message_generator import random_message
+from chatflow.client.message_generator import QUEUE_SIZE, random_message
 from chatflow.client.plan import plan_phases
 from chatflow.client.run import assign_rooms
 from chatflow.client.summary import format_summary, verdict
@@ -56,6 +56,8 @@ def test_senders_are_dealt_round_robin_with_every_quota_kept(tmp_path: Path) -> 
         assert sorted(dealt) == sorted(senders[phase])
     assert sum(share.messages for share in shares) == config.messages
     assert len({share.seed for share in shares}) == 2 and len({share.part for share in shares}) == 2
+    # Together the workers queue no more messages than one process.
+    assert sum(share.capacity for share in shares) == QUEUE_SIZE
     # More processes than senders: the idle ones get empty phases, never a missing one.
     idle = spread(plans, senders, 4, None, lambda i: tmp_path / f"p{i}.csv")
     assert idle[3].phases[0] == ("warmup", []) and idle[3].seed is None

@@ -90,7 +90,7 @@ class MessageGenerator(threading.Thread):
         stop: threading.Event,
         *,
         rooms: int,
-        seed: int | None,
+        seed: int | str | None,
         capacity: int = QUEUE_SIZE,
     ) -> None:
         super().__init__(name="MessageGenerator", daemon=True)

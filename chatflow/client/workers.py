@@ -26,7 +26,7 @@ from pathlib import Path
 
 from chatflow.client.config import LoadTestConfig
 from chatflow.client.csv_writer import CsvWriter, MergedCsv, final_outcomes
-from chatflow.client.message_generator import MessageGenerator
+from chatflow.client.message_generator import QUEUE_SIZE, MessageGenerator
 from chatflow.client.message_sender import MessageSender
 from chatflow.client.plan import PhasePlan
 from chatflow.client.results import LostWorker, PhaseResult, RunResult, SenderStats
@@ -50,6 +50,9 @@ class WorkerPlan:
     phases: list[tuple[str, list[SenderPlan]]]
     seed: str | None
     part: Path
+    #: Its generator's queue: its share of the one process's, so that N workers hold no
+    #: more messages than one process would.
+    capacity: int = QUEUE_SIZE
 
     @property
     def messages(self) -> int:
@@ -61,7 +64,7 @@ def spread(plans: list[PhasePlan], senders: list[list[SenderPlan]], processes: i
     """Every phase's senders dealt round-robin, worker i taking senders i, i + N, …;
     each worker's generator seeded from the run's seed and its index."""
     return [WorkerPlan(i, [(plan.name, phase[i::processes]) for plan, phase in zip(plans, senders)],
-                       None if seed is None else f"{seed}/{i}", part(i))
+                       None if seed is None else f"{seed}/{i}", part(i), max(1, QUEUE_SIZE // processes))
             for i in range(processes)]
 
 
@@ -105,7 +108,8 @@ def _work(plan: WorkerPlan, config: LoadTestConfig, conn: multiprocessing.connec
     writer = CsvWriter(plan.part.parent, plan.part)
     writer.start()
     messages: queue.SimpleQueue = queue.SimpleQueue()
-    generator = MessageGenerator(plan.messages, messages, stop, rooms=config.rooms, seed=plan.seed)
+    generator = MessageGenerator(plan.messages, messages, stop, rooms=config.rooms, seed=plan.seed,
+                                 capacity=plan.capacity)
     senders: list[MessageSender] = []
     done = threading.Event()
     reporter = threading.Thread(target=_report_progress, args=(progress, plan.index, senders, done),

@@ -2,7 +2,8 @@
 of it if asked, its client run to the end in another, both measured, the server stopped.
 
 Server CPU is its process tree's, from /proc, while the client runs (not its start-up);
-client CPU and peak memory come from ``wait4`` on the client (``chatflow.compare.accounting``).
+client CPU comes from ``wait4`` on the client, its peak memory from its process tree
+(``chatflow.compare.accounting``).
 Whatever fails (a command that does not start, exits non-zero, writes no CSV, or an error
 of the tool's own) ends that run with one line of error, never the comparison
 (docs/comparison-tool.md).
