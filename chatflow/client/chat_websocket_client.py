@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import sys
 
 import websocket
 from websocket import ABNF
@@ -35,6 +36,11 @@ class ReplyTimeout(Exception):
 
 
 READ_SIZE = 64 * 1024
+#: Linux's SO_TIMESTAMPNS (and SCM_TIMESTAMPNS), which the socket module does not name:
+#: the kernel's receive time of the data, as a struct timespec in the ancillary data.
+SO_TIMESTAMPNS = 35 if sys.platform.startswith("linux") else None
+_TIMESPEC = struct.Struct("ll")
+ANCILLARY_SIZE = socket.CMSG_SPACE(_TIMESPEC.size) if SO_TIMESTAMPNS is not None else 0
 
 
 class BufferedSocket:
@@ -42,30 +48,46 @@ class BufferedSocket:
 
     One ``recv`` fills a buffer that serves websocket-client's three small reads of a
     frame, and the reply timeout is the socket's SO_RCVTIMEO, so Python puts no ``poll``
-    before each read: fewer system calls per reply (docs/client.md). Everything else is
-    the socket's own.
+    before each read: fewer system calls per reply (docs/client.md). On Linux each read
+    also brings the kernel's receive time of its data (``received_ns``), for the client
+    wait (docs/client.md#where-a-reply-waits). Everything else is the socket's own.
     """
 
-    __slots__ = ("_sock", "_buffer", "_timeout")
+    __slots__ = ("_sock", "_buffer", "_timeout", "_stamp")
 
     def __init__(self, sock: socket.socket, timeout: float) -> None:
         self._sock = sock
         self._buffer = b""
         self._timeout = timeout
+        self._stamp = b""
         sock.settimeout(None)
         self.settimeout(timeout)
+        if SO_TIMESTAMPNS is not None:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
 
     def recv(self, size: int) -> bytes:
         buffer = self._buffer
         if not buffer:
             try:
-                buffer = self._sock.recv(READ_SIZE)
+                buffer, ancillary, _, _ = self._sock.recvmsg(READ_SIZE, ANCILLARY_SIZE)
             except BlockingIOError:  # SO_RCVTIMEO ran out
                 raise TimeoutError("timed out") from None
+            # The stamp of the read that brought the bytes served last: for a reply,
+            # the read of its last bytes.
+            self._stamp = ancillary[0][2] if ancillary else b""
             if len(buffer) <= size:
                 return buffer
         self._buffer = buffer[size:]
         return buffer[:size]
+
+    @property
+    def received_ns(self) -> int | None:
+        """Epoch ns at which the kernel received the data of the last read; None unknown."""
+        stamp = self._stamp
+        if len(stamp) != _TIMESPEC.size:
+            return None
+        seconds, nanoseconds = _TIMESPEC.unpack(stamp)
+        return seconds * 1_000_000_000 + nanoseconds
 
     def settimeout(self, timeout: float | None) -> None:
         self._timeout = timeout
@@ -125,6 +147,12 @@ class ChatWebSocketClient:
         self.url = url
         self.timeout = timeout
         self._ws = open_websocket(url, timeout)
+        self._socket: BufferedSocket = self._ws.sock
+
+    @property
+    def received_ns(self) -> int | None:
+        """When the kernel received the last bytes of the latest reply (epoch ns); None unknown."""
+        return self._socket.received_ns
 
     def receive(self) -> tuple[int, bytes]:
         """The next data message (opcode, payload); answers pings on the way.
