@@ -99,7 +99,9 @@ def test_little_law_predictions_use_the_probe_and_the_phases(recorded_run) -> No
 def test_each_reply_has_a_client_wait_shorter_than_its_latency(recorded_run) -> None:
     result, _, records = recorded_run
     wait = result.client_wait
-    assert wait is not None and wait.replies == 5_000
+    # One connection in SAMPLE_EVERY is measured: of 12 senders' connections at least
+    # one, of 250 messages or more.
+    assert wait is not None and 250 <= wait.replies <= 5_000
     latencies = sorted(latency for _, _, latency, _, _, _ in records)
     assert 0 <= wait.p50_ms <= wait.p99_ms
     # The wait is part of each latency: the kernel had the reply after the request left.
@@ -109,7 +111,7 @@ def test_each_reply_has_a_client_wait_shorter_than_its_latency(recorded_run) -> 
                      summary, re.MULTILINE)
     assert re.search(r"^Client saturated +(yes|no): ", summary, re.MULTILINE)
     figures = run_figures(result)
-    assert figures["client_wait"]["replies"] == 5_000
+    assert figures["client_wait"]["replies"] == wait.replies
     assert figures["client_load"]["cores_used"] > 0
 
 

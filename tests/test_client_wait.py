@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from chatflow.client.chat_websocket_client import SO_TIMESTAMPNS, BufferedSocket
-from chatflow.client.client_wait import (BUCKETS, bucket_of, bucket_range, empty_counts, percentile_us,
+from chatflow.client.chat_websocket_client import SO_TIMESTAMPNS, StampedSocket, wrap_socket
+from chatflow.client.client_wait import (BUCKETS, SAMPLE_EVERY, bucket_of, bucket_range, empty_counts, percentile_us,
                                          summarise_waits)
 from chatflow.client.results import SenderStats
 from tests.support.network import LOCALHOST
@@ -18,12 +18,12 @@ linux_only = pytest.mark.skipif(SO_TIMESTAMPNS is None, reason="SO_TIMESTAMPNS i
 
 @pytest.fixture
 def pair():
-    """(BufferedSocket, its peer): a real TCP connection on the loopback."""
+    """(StampedSocket, its peer): a real TCP connection on the loopback."""
     with socket.create_server((LOCALHOST, 0)) as listener:
         client = socket.create_connection(listener.getsockname())
         peer, _ = listener.accept()
     with client, peer:
-        yield BufferedSocket(client, timeout=5.0), peer
+        yield StampedSocket(client, timeout=5.0), peer
 
 
 @linux_only
@@ -59,6 +59,19 @@ def test_bytes_served_from_the_buffer_keep_the_stamp_of_the_read_that_brought_th
     stamp = buffered.received_ns
     assert buffered.recv(3) == b"def"
     assert buffered.received_ns == stamp
+
+
+@linux_only
+def test_one_connection_in_sample_every_is_stamped() -> None:
+    with socket.create_server((LOCALHOST, 0)) as listener:
+        sockets = [socket.create_connection(listener.getsockname()) for _ in range(2 * SAMPLE_EVERY)]
+        try:
+            wrapped = [wrap_socket(sock, timeout=5.0) for sock in sockets]
+            assert sum(isinstance(sock, StampedSocket) for sock in wrapped) == 2
+            assert all(sock.received_ns is None for sock in wrapped)  # nothing read yet
+        finally:
+            for sock in sockets:
+                sock.close()
 
 
 def test_every_wait_falls_in_its_buckets_range_and_buckets_follow_the_waits() -> None:

@@ -5,12 +5,17 @@ reads the wall clock once the reply is parsed. The difference is time the reply 
 waiting for its thread to wake and take the GIL, plus the parsing: latency the server
 never saw (docs/client.md#where-a-reply-waits). Each sender counts its waits in a small
 fixed histogram, merged like its other counts.
+
+One connection in ``SAMPLE_EVERY`` is measured (``wrap_socket``): the senders are alike,
+so a share of them gives the waits' distribution, and the stamped read costs more.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: One connection in this many, the first included, has its replies' waits measured.
+SAMPLE_EVERY = 8
 #: Waits below this many µs have a bucket each; above, each power of two has ``SUB``.
 LINEAR = 32
 SUB = 16

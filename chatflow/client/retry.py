@@ -74,7 +74,7 @@ class RetryingConnection:
                 self.last_error = str(exc)
             else:
                 latency_ms = (perf_counter() - start) * 1000.0
-                received_ns = client.received_ns
+                received_ns = client.socket.received_ns
                 if received_ns is not None:
                     # The reply's client wait: from the kernel's receive to this clock read.
                     self.stats.add_client_wait(max(0, time_ns() - received_ns) // 1000)
