@@ -80,9 +80,9 @@ def parse_gnu_time(text: str) -> dict[str, float]:
     return figures
 
 
-def run_client(command: list[str], timeout: float) -> tuple[int, str]:
+def run_client(command: list[str], timeout: float, cwd: Path = REPO_ROOT) -> tuple[int, str]:
     """The client's exit status and its output; on a timeout its whole process group is killed."""
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    process = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
     try:
         output, _ = process.communicate(timeout=timeout)

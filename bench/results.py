@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -26,6 +27,16 @@ def write_results(report: dict, directory: Path, name: str) -> Path:
         json.dump(report, out, indent=2)
         out.write("\n")
     return path
+
+
+def add_client_bench_options(parser: argparse.ArgumentParser, timeout: float) -> None:
+    """What the benchmarks of the client's own cost share: other checkouts' clients to run
+    beside this one's, the time a run may take, where the JSON goes."""
+    parser.add_argument("--client-tree", type=Path, action="append", default=[], metavar="DIR",
+                        help="also run the client of this checkout, unchanged, interleaved "
+                             "(named after its folder)")
+    parser.add_argument("--timeout", type=float, default=timeout, help="seconds one run may take (default %(default)s)")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes (default bench/results)")
 
 
 def environment() -> dict:

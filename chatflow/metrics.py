@@ -49,8 +49,14 @@ CSV_HEADER = ",".join(COLUMNS)
 Recorder = Callable[[int, str, float, str, int, bool], None]
 
 
+#: A row's line in ``COLUMNS`` order, newline included, from its fields as a plain tuple:
+#: one C-level format per row, for the CSV writer (``final`` as 1 or 0).
+CSV_LINE = "%d,%s,%.3f,%s,%d,%d\n"
+
+
 class MetricRecord(NamedTuple):
-    """One row; a tuple, not a class with fields to set: one is made per attempt on the hot path."""
+    """One row, its fields named. The senders hand the CSV writer plain tuples of these
+    fields instead (docs/client.md#the-senders-per-message-path)."""
 
     timestamp_ms: int
     message_type: str
@@ -61,5 +67,4 @@ class MetricRecord(NamedTuple):
 
     def csv_line(self) -> str:
         """The row in ``COLUMNS`` order, newline included."""
-        return (f"{self.timestamp_ms},{self.message_type},{self.latency_ms:.3f},"
-                f"{self.status},{self.room_id},{1 if self.final else 0}\n")
+        return CSV_LINE % self

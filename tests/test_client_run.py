@@ -13,7 +13,7 @@ from chatflow.client.config import LoadTestConfig, RetryPolicy
 from chatflow.client.plan import PhasePlan, plan_phases, split
 from chatflow.client.results import RunResult
 from chatflow.client.run import LoadTest
-from chatflow.client.summary import format_summary, verdict
+from chatflow.client.summary import format_summary, run_figures, verdict
 from chatflow.metrics import Status
 from tests.support.client_runs import BackgroundRun
 from tests.support.messages import WIRE_INSTANT
@@ -94,6 +94,25 @@ def test_little_law_predictions_use_the_probe_and_the_phases(recorded_run) -> No
     for label in ("Successful", "Failed", "Warmup phase", "Main phase", "Overall throughput",
                   "Connections opened", "Reconnections", "Little's Law"):
         assert label in summary
+
+
+def test_each_reply_has_a_client_wait_shorter_than_its_latency(recorded_run) -> None:
+    result, _, records = recorded_run
+    wait = result.client_wait
+    # One connection in SAMPLE_EVERY is measured: of 12 senders' connections at least
+    # one, of 250 messages or more.
+    assert wait is not None and 250 <= wait.replies <= 5_000
+    latencies = sorted(latency for _, _, latency, _, _, _ in records)
+    assert 0 <= wait.p50_ms <= wait.p99_ms
+    # The wait is part of each latency: the kernel had the reply after the request left.
+    assert wait.p99_ms <= latencies[-1] * 17 / 16 and 0 < wait.share < 1
+    summary = format_summary(result)
+    assert re.search(r"^Client wait +p50 [\d.]+ ms, p99 [\d.]+ ms, mean [\d.]+ ms = \d+% of the mean latency",
+                     summary, re.MULTILINE)
+    assert re.search(r"^Client saturated +(yes|no): ", summary, re.MULTILINE)
+    figures = run_figures(result)
+    assert figures["client_wait"]["replies"] == wait.replies
+    assert figures["client_load"]["cores_used"] > 0
 
 
 def test_what_the_client_sends_is_the_java_wire_format(recorded_run) -> None:

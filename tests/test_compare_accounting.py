@@ -9,12 +9,15 @@ from pathlib import Path
 from chatflow.compare.accounting import run_accounted
 
 MIB = 1024
-#: A parent and a child, each holding 80 MiB for a second, the child started first.
+#: A parent and a child, each holding 80 MiB for a second and a half once both hold it
+#: (the child says when it does).
 TWO_PROCESSES = """
 import subprocess, sys, time
-hold = "import time; b = bytearray(80 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(1.5)"
-child = subprocess.Popen([sys.executable, "-c", hold])
+hold = ("import sys, time; b = bytearray(80 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
+        "print('holding', flush=True); time.sleep(1.5)")
+child = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
 b = bytearray(80 * 2**20); b[::4096] = b'x' * len(b[::4096])
+child.stdout.readline()
 time.sleep(1.5)
 child.wait()
 """

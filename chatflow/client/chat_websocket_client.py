@@ -8,12 +8,15 @@ drop the connection (``close``) and open a new one, never reuse it.
 
 from __future__ import annotations
 
+import itertools
 import socket
 import struct
+import sys
 
 import websocket
 from websocket import ABNF
 
+from chatflow.client.client_wait import SAMPLE_EVERY
 from chatflow.client.framing import MaskKeys
 
 OPCODE_TEXT = ABNF.OPCODE_TEXT
@@ -35,6 +38,11 @@ class ReplyTimeout(Exception):
 
 
 READ_SIZE = 64 * 1024
+#: Linux's SO_TIMESTAMPNS (and SCM_TIMESTAMPNS), which the socket module does not name:
+#: the kernel's receive time of the data, as a struct timespec in the ancillary data.
+SO_TIMESTAMPNS = 35 if sys.platform.startswith("linux") else None
+_TIMESPEC = struct.Struct("ll")
+ANCILLARY_SIZE = socket.CMSG_SPACE(_TIMESPEC.size) if SO_TIMESTAMPNS is not None else 0
 
 
 class BufferedSocket:
@@ -46,12 +54,15 @@ class BufferedSocket:
     the socket's own.
     """
 
-    __slots__ = ("_sock", "_buffer", "_timeout")
+    __slots__ = ("_sock", "_buffer", "_timeout", "_stamp", "sendall")
 
     def __init__(self, sock: socket.socket, timeout: float) -> None:
         self._sock = sock
         self._buffer = b""
         self._timeout = timeout
+        self._stamp = b""
+        #: The socket's own, bound once: through ``__getattr__`` it is a Python call per message.
+        self.sendall = sock.sendall
         sock.settimeout(None)
         self.settimeout(timeout)
 
@@ -67,6 +78,16 @@ class BufferedSocket:
         self._buffer = buffer[size:]
         return buffer[:size]
 
+    @property
+    def received_ns(self) -> int | None:
+        """Epoch ns at which the kernel received the data of the last read; None unknown
+        (always, but on a ``StampedSocket``)."""
+        stamp = self._stamp
+        if len(stamp) != _TIMESPEC.size:
+            return None
+        seconds, nanoseconds = _TIMESPEC.unpack(stamp)
+        return seconds * 1_000_000_000 + nanoseconds
+
     def settimeout(self, timeout: float | None) -> None:
         self._timeout = timeout
         seconds = timeout or 0.0
@@ -75,10 +96,56 @@ class BufferedSocket:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
     def gettimeout(self) -> float | None:
+        """0 for websocket-client, which asks before every read and write: the timeouts are
+        the kernel's, so the library must not wait again with a ``select`` on EAGAIN, and
+        with 0 it calls ``recv`` and ``send`` directly, without a closure per read."""
+        return 0.0
+
+    @property
+    def timeout(self) -> float | None:
+        """The reply timeout, SO_RCVTIMEO and SO_SNDTIMEO."""
         return self._timeout
 
     def __getattr__(self, name: str):
         return getattr(self._sock, name)
+
+
+class StampedSocket(BufferedSocket):
+    """A BufferedSocket whose reads also bring the kernel's receive time of their data
+    (SO_TIMESTAMPNS, Linux), for the client wait (docs/client.md#where-a-reply-waits)."""
+
+    __slots__ = ()
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        super().__init__(sock, timeout)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+    def recv(self, size: int) -> bytes:
+        buffer = self._buffer
+        if not buffer:
+            try:
+                buffer, ancillary, _, _ = self._sock.recvmsg(READ_SIZE, ANCILLARY_SIZE)
+            except BlockingIOError:  # SO_RCVTIMEO ran out
+                raise TimeoutError("timed out") from None
+            # The stamp of the read that brought the bytes served last: for a reply,
+            # the read of its last bytes.
+            self._stamp = ancillary[0][2] if ancillary else b""
+            if len(buffer) <= size:
+                return buffer
+        self._buffer = buffer[size:]
+        return buffer[:size]
+
+
+#: Connections opened by this process; every ``SAMPLE_EVERY``-th, the first included, is stamped.
+_opened = itertools.count()
+
+
+def wrap_socket(sock: socket.socket, timeout: float) -> BufferedSocket:
+    """The socket under the library: a StampedSocket for one connection in ``SAMPLE_EVERY``
+    (Linux), a BufferedSocket for the others, whose reads cost less."""
+    if SO_TIMESTAMPNS is not None and next(_opened) % SAMPLE_EVERY == 0:
+        return StampedSocket(sock, timeout)
+    return BufferedSocket(sock, timeout)
 
 
 def open_websocket(url: str, timeout: float) -> websocket.WebSocket:
@@ -91,7 +158,8 @@ def open_websocket(url: str, timeout: float) -> websocket.WebSocket:
       ends inside a character; ``receive`` decodes strictly instead (close 1007). The
       flag also turns off the check of a close frame's reason, which only the library
       can do (it answers the close before returning it), so that one is turned back on.
-    - a ``BufferedSocket`` under the library, and masking keys from a ``MaskKeys`` pool.
+    - a ``BufferedSocket`` under the library (``wrap_socket``), and masking keys from a
+      ``MaskKeys`` pool.
     """
     ws = websocket.WebSocket(
         enable_multithread=False,
@@ -104,7 +172,7 @@ def open_websocket(url: str, timeout: float) -> websocket.WebSocket:
         ws.shutdown()
         raise ConnectFailed(describe_error(exc)) from exc
     ws.frame_buffer.skip_utf8_validation = False
-    ws.sock = BufferedSocket(ws.sock, timeout)
+    ws.sock = wrap_socket(ws.sock, timeout)
     ws.set_mask_key(MaskKeys())
     return ws
 
@@ -125,6 +193,9 @@ class ChatWebSocketClient:
         self.url = url
         self.timeout = timeout
         self._ws = open_websocket(url, timeout)
+        #: The socket under the library: its ``received_ns`` says when the latest reply's
+        #: last bytes reached the kernel.
+        self.socket: BufferedSocket = self._ws.sock
 
     def receive(self) -> tuple[int, bytes]:
         """The next data message (opcode, payload); answers pings on the way.
@@ -168,7 +239,7 @@ class ChatWebSocketClient:
         The one request path of the load test: the senders and the round-trip probe.
         """
         try:
-            self._ws.sock.sendall(frame)
+            self.socket.sendall(frame)
         except OSError as exc:
             raise ConnectionClosed(describe_error(exc)) from exc
         return self.receive()[1]

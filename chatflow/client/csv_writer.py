@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from chatflow.metrics import CSV_HEADER, SUCCESS, MetricRecord
+from chatflow.metrics import CSV_HEADER, CSV_LINE, SUCCESS, MetricRecord
 
 HIGH_WATER = 200_000
 BATCH = 4096
@@ -58,7 +58,8 @@ class CsvWriter(threading.Thread):
                status: str, room_id: int, final: bool) -> None:
         """Called by the senders, from any thread."""
         rows = self._rows
-        rows.put(MetricRecord(timestamp_ms, message_type, latency_ms, status, room_id, final))
+        # A plain tuple of MetricRecord's fields: building the named one costs a Python call.
+        rows.put((timestamp_ms, message_type, latency_ms, status, room_id, final))
         if rows.qsize() > HIGH_WATER:
             while rows.qsize() > HIGH_WATER // 2 and self.is_alive():
                 time.sleep(0.01)
@@ -89,7 +90,7 @@ class CsvWriter(threading.Thread):
                     done = True
                 if self.error is None and batch:
                     try:
-                        file.write("".join([row.csv_line() for row in batch]))
+                        file.write("".join([CSV_LINE % row for row in batch]))
                         file.flush()
                         self.rows_written += len(batch)
                     except OSError as exc:

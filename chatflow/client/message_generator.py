@@ -23,6 +23,8 @@ from chatflow.models import ChatMessage, MessageType
 from chatflow.timestamps import now_ms
 
 QUEUE_SIZE = 10_000
+#: The share of the queue made in one go once it has room for it (2,500 of 10,000).
+REFILL_FRACTION = 0.25
 REFILL_WAIT = 0.005
 
 CHAT_LINES: tuple[str, ...] = (
@@ -50,13 +52,17 @@ class OutgoingMessage:
     room_id: int
     #: ``payload`` as a whole masked WebSocket text frame (``text_frame``).
     frame: bytes
+    #: ``message_type.value``, for the metrics row: an enum's ``value`` is a Python-level
+    #: property, read once here rather than on each attempt.
+    type_name: str = ""
 
     @classmethod
     def of(cls, message: ChatMessage, room_id: int, mask_keys: MaskKeys) -> OutgoingMessage:
         # orjson hands back its whole output buffer, 4 KiB whatever the length; a queued
         # message keeps an exact-size copy instead (docs/performance.md).
         payload = bytes(memoryview(wire.encode_chat_message(message)))
-        return cls(payload, message.message_type, room_id, text_frame(payload, mask_keys))
+        return cls(payload, message.message_type, room_id, text_frame(payload, mask_keys),
+                   message.message_type.value)
 
 
 def random_message(rng: random.Random, rooms: int, clock: Callable[[], int] = now_ms) -> tuple[ChatMessage, int]:
@@ -91,12 +97,15 @@ class MessageGenerator(threading.Thread):
         *,
         rooms: int,
         seed: int | str | None,
-        capacity: int = QUEUE_SIZE,
+        capacity: int | None = None,
     ) -> None:
         super().__init__(name="MessageGenerator", daemon=True)
         self.total = total
         self.out = out
-        self.capacity = capacity
+        # Read at construction, not at definition: a benchmark varies them (bench/client_wait.py).
+        self.capacity = QUEUE_SIZE if capacity is None else capacity
+        #: Messages made in one go once the queue has room for them.
+        self.refill = max(1, int(self.capacity * REFILL_FRACTION))
         self.stop = stop
         self.rooms = rooms
         self.rng = random.Random(seed)
@@ -115,7 +124,7 @@ class MessageGenerator(threading.Thread):
         rng, rooms, out, stop = self.rng, self.rooms, self.out, self.stop
         mask_keys = MaskKeys()
         capacity = self.capacity
-        refill_below = capacity * 3 // 4
+        refill_below = capacity - self.refill
         for _ in range(self.total):
             # Checked every time, not only when the queue is full: senders that fail
             # fast keep making room, and a stopped run must stop producing.
@@ -123,7 +132,7 @@ class MessageGenerator(threading.Thread):
                 return
             if out.qsize() >= capacity:
                 self.primed.set()
-                # Wait until a quarter of the queue is gone, then refill it in one go:
+                # Wait until ``refill`` messages are gone, then make them in one go:
                 # waking for every free slot would cost a GIL handoff per message.
                 while out.qsize() > refill_below:
                     if stop.wait(REFILL_WAIT):

@@ -96,14 +96,14 @@ class MessageSender:
         stats.latency_sum += latency_ms
         recorder = self.recorder
         if recorder is not None:
-            recorder(sent_ms, item.message_type.value, latency_ms, SUCCESS, self.room, True)
+            recorder(sent_ms, item.type_name, latency_ms, SUCCESS, self.room, True)
 
     def _on_failure(self, item: OutgoingMessage, sent_ms: int, latency_ms: float, status: str, final: bool) -> None:
         if final:
             self._count_failure(status)
         recorder = self.recorder
         if recorder is not None:
-            recorder(sent_ms, item.message_type.value, latency_ms, status, self.room, final)
+            recorder(sent_ms, item.type_name, latency_ms, status, self.room, final)
 
     def _count_failure(self, status: str) -> None:
         stats = self.stats

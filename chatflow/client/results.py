@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from chatflow.client.client_wait import ClientWait, bucket_of, empty_counts, summarise_waits
 from chatflow.client.config import LoadTestConfig
 from chatflow.client.littles_law import Bounds, Prediction, predict_from_warmup
+from chatflow.client.saturation import ClientLoad, client_load
 from chatflow.metrics import Status
 
 
@@ -22,12 +24,21 @@ class SenderStats:
     queue_empty: int = 0
     latency_sum: float = 0.0
     failures_by_status: dict[str, int] = field(default_factory=dict)
+    #: Each reply's client wait (chatflow.client.client_wait): µs in all, and a histogram.
+    client_wait_sum_us: int = 0
+    client_wait_counts: list[int] = field(default_factory=empty_counts)
+
+    def add_client_wait(self, wait_us: int) -> None:
+        self.client_wait_sum_us += wait_us
+        self.client_wait_counts[bucket_of(wait_us)] += 1
 
     def merge(self, other: SenderStats) -> None:
         for f in fields(self):
             if f.name == "failures_by_status":
                 for status, count in other.failures_by_status.items():
                     self.failures_by_status[status] = self.failures_by_status.get(status, 0) + count
+            elif f.name == "client_wait_counts":
+                self.client_wait_counts = [a + b for a, b in zip(self.client_wait_counts, other.client_wait_counts)]
             else:
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
@@ -153,6 +164,20 @@ class RunResult:
             cpu_s_per_message=(client_us + server_us) / 1e6 if client_us is not None and server_us is not None
             else None,
         )
+
+    @property
+    def client_wait(self) -> ClientWait | None:
+        """The replies' client waits over the phases; None where none was measured."""
+        totals = self.totals
+        mean_latency_ms = totals.latency_sum / totals.success if totals.success else None
+        return summarise_waits(totals.client_wait_counts, totals.client_wait_sum_us, mean_latency_ms)
+
+    @property
+    def client_load(self) -> ClientLoad | None:
+        """The client's cores used over the phases, and whether it was saturated."""
+        wait = self.client_wait
+        return client_load(self.client_cpu_s, self.phases_s, self.cores, wait.share if wait else None,
+                           self.processes)
 
     @property
     def ok(self) -> bool:

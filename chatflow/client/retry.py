@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from time import perf_counter
+from time import perf_counter, time_ns
 
 from chatflow.client.chat_websocket_client import ChatWebSocketClient, ConnectFailed, ConnectionClosed, ReplyTimeout
 from chatflow.client.config import RetryPolicy
@@ -61,10 +61,11 @@ class RetryingConnection:
             if self._client is None and not self._connect():
                 self._attempt_failed(item, attempt, CONNECTION_FAILED, now_ms(), 0.0)
                 continue
+            client = self._client
             sent_ms = now_ms()
             start = perf_counter()
             try:
-                reply = self._client.request(item.frame)
+                reply = client.request(item.frame)
             except ReplyTimeout as exc:
                 status = TIMEOUT
                 self.last_error = str(exc)
@@ -72,7 +73,12 @@ class RetryingConnection:
                 status = CONNECTION_CLOSED
                 self.last_error = str(exc)
             else:
-                self.on_reply(item, sent_ms, (perf_counter() - start) * 1000.0, reply)
+                latency_ms = (perf_counter() - start) * 1000.0
+                received_ns = client.socket.received_ns
+                if received_ns is not None:
+                    # The reply's client wait: from the kernel's receive to this clock read.
+                    self.stats.add_client_wait(max(0, time_ns() - received_ns) // 1000)
+                self.on_reply(item, sent_ms, latency_ms, reply)
                 return
             latency_ms = (perf_counter() - start) * 1000.0
             self.close()

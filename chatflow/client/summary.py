@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from chatflow.client.client_wait import ClientWait
 from chatflow.client.littles_law import HIT_FRACTION, Bound, Bounds, Prediction
 from chatflow.client.results import RunResult
+from chatflow.client.saturation import BUSY_FRACTION, WAIT_SHARE, ClientLoad
 
 RULE = "=" * 72
 
@@ -52,6 +54,13 @@ def format_summary(result: RunResult) -> str:
         if server_cpu is not None:
             cpu += f", server {server_cpu:.1f} µs"
         add(f"{'CPU per message':<26}{cpu}")
+    wait, load = result.client_wait, result.client_load
+    if wait is not None:
+        add(f"{'Client wait':<26}{format_client_wait(wait)}")
+    if load is not None:
+        add(f"{'Client CPU use':<26}{load.cores_used:.2f} cores = {result.client_cpu_s:.2f} s CPU / "
+            f"{result.phases_s:.2f} s of phases")
+        add(f"{'Client saturated':<26}{saturation_text(load)}")
     if result.client_peak_rss_mib is not None:
         processes = f", its {result.processes} processes together" if result.processes > 1 else ""
         add(f"{'Client peak RSS':<26}{result.client_peak_rss_mib:.0f} MiB (during the run{processes})")
@@ -63,6 +72,30 @@ def format_summary(result: RunResult) -> str:
         lines += format_bounds(result)
     add(RULE)
     return "\n".join(lines)
+
+
+def format_client_wait(wait: ClientWait) -> str:
+    """The client wait line's text (docs/client.md#where-a-reply-waits)."""
+    text = f"p50 {wait.p50_ms:.2f} ms, p99 {wait.p99_ms:.2f} ms, mean {wait.mean_ms:.2f} ms"
+    if wait.share is not None:
+        text += f" = {wait.share:.0%} of the mean latency"
+    return text + " (reply in the kernel → its sender's clock)"
+
+
+def saturation_text(load: ClientLoad) -> str:
+    """Whether the client held the run back, and why (docs/client.md#when-the-client-is-saturated)."""
+    ceiling = f"{load.ceiling} core{'s' if load.ceiling > 1 else ''}"
+    used = f"{load.cores_used:.2f} cores used of the {ceiling} its Python code can use"
+    if load.cores is not None:
+        used += f" ({load.cores} on the machine)"
+    reasons = []
+    if load.busy:
+        reasons.append(f"{used}, ≥ {BUSY_FRACTION:.0%}")
+    if load.waiting:
+        reasons.append(f"its replies waited {load.wait_share:.0%} of the mean latency in it, ≥ {WAIT_SHARE:.0%}")
+    if not reasons:
+        return f"no: {used}"
+    return "yes: " + "; ".join(reasons) + ": the figures measure the client as much as the server"
 
 
 def _prediction_row(p: Prediction) -> str:
@@ -180,6 +213,18 @@ def run_figures(result: RunResult) -> dict:
         for p in result.predictions
     ]
     figures = {"summary": summary, "littles_law": littles_law}
+    wait, load = result.client_wait, result.client_load
+    if wait is not None:
+        figures["client_wait"] = {
+            "replies": wait.replies, "p50_ms": round(wait.p50_ms, 4), "p99_ms": round(wait.p99_ms, 4),
+            "mean_ms": round(wait.mean_ms, 4), "share_of_mean_latency": _rounded(wait.share, 4),
+        }
+    if load is not None:
+        figures["client_load"] = {
+            "cores_used": round(load.cores_used, 3), "ceiling_cores": load.ceiling, "cores": load.cores,
+            "busy": load.busy, "waiting": load.waiting, "saturated": load.saturated,
+            "busy_fraction": BUSY_FRACTION, "wait_share_limit": WAIT_SHARE,
+        }
     if result.bounds is not None:
         figures["bounds"] = bound_figures(result.bounds)
     return figures
