@@ -10,6 +10,7 @@ Java original is the one built by ``../shared/tools/java-original`` (its README)
 defaults to where its ``build.sh`` puts it.
 
     python -m bench.comparison [--java DIR] [--rounds 3] [--messages 500000] [--rtt-ms 34] [--doc PAGE]
+    python -m bench.comparison --loopback-only  # a new loopback sitting; the delayed one kept as saved
     python -m bench.comparison --from-results   # the reports and the page again, from the saved JSON files
 """
 
@@ -58,11 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-results", action="store_true",
                         help="render each regime's report and the page again from "
                              "docs/measurements/comparison/*/comparison.json")
+    parser.add_argument("--loopback-only", action="store_true",
+                        help="run the loopback sitting only; the page keeps the delayed regime's saved sitting, "
+                             "each section dated")
     parser.add_argument("--doc", type=Path, default=None,
                         help="write the summary page here (default docs/comparison.md, for the default run only)")
     args = parser.parse_args(argv)
 
-    regimes = [0.0, args.rtt_ms]
+    regimes = [0.0] if args.loopback_only else [0.0, args.rtt_ms]
     default_run = args.rounds == ROUNDS and args.messages == LoadTestConfig.messages
     if args.from_results:
         reports, sittings = FOLDER, []
@@ -82,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             sittings = run_sittings(args.java, regimes, args, reports, publish=False)
         if isinstance(sittings, int):
             return sittings
+        if args.loopback_only and default_run:
+            sittings.append(load(FOLDER / regime_name(args.rtt_ms) / "comparison.json"))
     page = args.doc or (PAGE if default_run or args.from_results else None)
     if page is not None:
         print(f"wrote {doc.shown(doc.write_page(page, summary_page(sittings, reports, page.parent)))}")
@@ -150,16 +156,19 @@ def summary_page(sittings: Sequence[Mapping[str, Any]], reports: Path, page_dir:
     lines += [
         f"{settings['messages']:,} messages a run ({settings['warmup_threads']} × {settings['warmup_messages']:,} "
         f"warmup, then {settings['threads']} threads), {settings['rounds']} rounds of every pairing in ABBA "
-        f"order, one sitting on one machine ({machine_line(first)}). Medians over the rounds, min–max "
-        "below each. msg/s = successful rows ÷ span of send timestamps in each client's CSV; server CPU "
-        "from /proc of its process tree during the client's run; client CPU and peak RSS of its whole "
-        "process (wait4, as /usr/bin/time); the Python client runs with `--no-analysis`, so neither "
+        f"order, {sitting_words(sittings)} on one machine ({machine_line(first)}). Medians over the "
+        "rounds, min–max below each. msg/s = successful rows ÷ span of send timestamps in each client's "
+        "CSV; server CPU from /proc of its process tree during the client's run; client CPU from wait4 "
+        "(as /usr/bin/time), client peak RSS the largest sum over its process tree (a Python client of "
+        "several processes is charged for all); the Python client runs with `--no-analysis`, so neither "
         "client's figures include charts.", ""]
     for data in sittings:
         name = regime_name(data["settings"].get("rtt_ms") or 0)
         there = Path(os.path.relpath(reports / name, page_dir)).as_posix()
-        lines += [f"## {document.regime(data['settings']).capitalize()}", "",
-                  f"**Finding.** {finding.finding_of(data)}", ""]
+        lines += [f"## {document.regime(data['settings']).capitalize()}", ""]
+        if len(sittings) > 1 and not one_sitting(sittings):
+            lines += [f"Sitting of {data.get('created', '?')}.", ""]
+        lines += [f"**Finding.** {finding.finding_of(data)}", ""]
         lines += markdown.markdown_table(document.pairing_table(data))
         note = document.whole_ms_note(data)
         if note:
@@ -176,6 +185,18 @@ def summary_page(sittings: Sequence[Mapping[str, Any]], reports: Path, page_dir:
     versions = first.get("versions") or {}
     lines += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".", ""]
     return lines
+
+
+def one_sitting(sittings: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the regimes were measured in one go (their tool runs started within three hours)."""
+    stamps = [datetime.datetime.fromisoformat(data["created"].replace("Z", "+00:00")) for data in sittings
+              if data.get("created")]
+    return len(stamps) == len(sittings) and max(stamps) - min(stamps) < datetime.timedelta(hours=3)
+
+
+def sitting_words(sittings: Sequence[Mapping[str, Any]]) -> str:
+    return ("one sitting" if one_sitting(sittings)
+            else "each regime in a sitting of its own (dated below: compare within a section, not across)")
 
 
 def machine_line(data: Mapping[str, Any]) -> str:

@@ -17,7 +17,7 @@ from chatflow.client.cpu import usable_cores
 
 #: ``--processes`` when not given is the usable cores, at most this many: the figures
 #: that chose it are in docs/client.md#several-processes.
-MAX_DEFAULT_PROCESSES = 2
+MAX_DEFAULT_PROCESSES = 4
 
 
 @dataclass(frozen=True)
