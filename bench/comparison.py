@@ -156,7 +156,7 @@ def summary_page(sittings: Sequence[Mapping[str, Any]], reports: Path, page_dir:
     lines += [
         f"{settings['messages']:,} messages a run ({settings['warmup_threads']} × {settings['warmup_messages']:,} "
         f"warmup, then {settings['threads']} threads), {settings['rounds']} rounds of every pairing in ABBA "
-        f"order, {sitting_words(sittings)} on one machine ({machine_line(first)}). Medians over the "
+        f"order, {sitting_words(sittings)}. Medians over the "
         "rounds, min–max below each. msg/s = successful rows ÷ span of send timestamps in each client's "
         "CSV; server CPU from /proc of its process tree during the client's run; client CPU from wait4 "
         "(as /usr/bin/time), client peak RSS the largest sum over its process tree (a Python client of "
@@ -167,7 +167,7 @@ def summary_page(sittings: Sequence[Mapping[str, Any]], reports: Path, page_dir:
         there = Path(os.path.relpath(reports / name, page_dir)).as_posix()
         lines += [f"## {document.regime(data['settings']).capitalize()}", ""]
         if len(sittings) > 1 and not one_sitting(sittings):
-            lines += [f"Sitting of {data.get('created', '?')}.", ""]
+            lines += [f"Sitting of {data.get('created', '?')}, {machine_line(data)}.", ""]
         lines += [f"**Finding.** {finding.finding_of(data)}", ""]
         lines += markdown.markdown_table(document.pairing_table(data))
         note = document.whole_ms_note(data)
@@ -195,14 +195,14 @@ def one_sitting(sittings: Sequence[Mapping[str, Any]]) -> bool:
 
 
 def sitting_words(sittings: Sequence[Mapping[str, Any]]) -> str:
-    return ("one sitting" if one_sitting(sittings)
-            else "each regime in a sitting of its own (dated below: compare within a section, not across)")
+    if one_sitting(sittings):
+        return f"one sitting on one machine ({machine_line(sittings[0])}, {sittings[0].get('created', '?')[:10]})"
+    return "each regime in a sitting of its own, on the machine it names (compare within a section, not across)"
 
 
 def machine_line(data: Mapping[str, Any]) -> str:
     machine = data.get("machine") or {}
-    return (f"{machine.get('cpus', '?')} CPUs ({machine.get('cpu_model', '?')}), shared by client and server, "
-            f"{data.get('created', '?')[:10]}")
+    return f"{machine.get('cpus', '?')} CPUs ({machine.get('cpu_model', '?')}), shared by client and server"
 
 
 if __name__ == "__main__":

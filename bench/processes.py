@@ -4,19 +4,25 @@ against ChatFlow's server and the Java original's, in interleaved rounds, one si
 Each run is measured as ``chatflow-compare`` measures one (the same runner: the server in
 its folder, the client under ``wait4`` with its process tree's memory added up, the
 figures from its CSV), so the figures sit beside docs/comparison.md's. Prints a table and
-saves JSON under bench/results/; the chosen default and why: docs/client.md#several-processes.
+saves JSON under bench/results/; a run of the default size also writes
+docs/measurements/processes.md and its JSON. The chosen default and why:
+docs/client.md#several-processes.
 
     python -m bench.processes [--java DIR] [--processes 1,2,3,4] [--rounds 2] [--messages 500000]
+    python -m bench.processes --from-results FILE.json   # the page again, from a saved sweep
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
+from bench import doc
 from bench.comparison import JAVA_DEFAULT
 from bench.results import RESULTS_DIR, environment, write_results
 from chatflow.client.config import LoadTestConfig
@@ -24,6 +30,8 @@ from chatflow.compare.commands import PYTHON_CLIENT, CommandTemplate, java_templ
 from chatflow.compare.runner import Experiment, PairingRunner, Sides
 
 COMMAND = "python -m bench.processes"
+PAGE = doc.MEASUREMENTS / "processes.md"
+SAVED = doc.MEASUREMENTS / "processes.json"
 #: The figures of a run shown and summarised, from the runner's entry.
 SHOWN = (("msg_s", "msg/s", 0), ("p50_ms", "p50 ms", 2), ("p99_ms", "p99 ms", 1),
          ("client_cpu_us_per_msg", "client µs/msg", 1), ("server_cpu_us_per_msg", "server µs/msg", 1),
@@ -42,12 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", default="1,2,3,4", help="the values of --processes (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--messages", type=int, default=LoadTestConfig.messages)
+    parser.add_argument("--from-results", type=Path, metavar="FILE.json", help="write the page from a saved sweep")
     args = parser.parse_args(argv)
+    if args.from_results:
+        report = json.loads(args.from_results.read_text())
+        publish(report)
+        return 0
     counts = [int(n) for n in args.processes.split(",")]
     java_server, _ = java_templates(args.java)
     d = LoadTestConfig
     experiment = Experiment(args.messages, d.warmup_threads, d.warmup_messages, d.threads)
     runs: list[dict] = []
+    started = datetime.datetime.now().isoformat(timespec="seconds")
     with tempfile.TemporaryDirectory(prefix="chatflow-processes-") as scratch:
         index = 0
         for round_number in range(1, args.rounds + 1):
@@ -67,9 +81,12 @@ def main(argv: list[str] | None = None) -> int:
                     print(_row(run), flush=True)
     summary = summarise(runs, counts)
     print(format_table(summary))
-    path = write_results({"command": COMMAND, "messages": args.messages, "rounds": args.rounds, "runs": runs,
-                          "summary": summary, "environment": environment()}, RESULTS_DIR, "processes")
+    report = {"command": COMMAND, "created": started, "messages": args.messages, "rounds": args.rounds,
+              "runs": runs, "summary": summary, "environment": environment()}
+    path = write_results(report, RESULTS_DIR, "processes")
     print(f"\nSaved {path}")
+    if args.messages == LoadTestConfig.messages:
+        publish(report)
     return 0 if all(run["ok"] for run in runs) else 1
 
 
@@ -105,6 +122,38 @@ def format_table(summary: list[dict]) -> str:
             cells.append("-" if s is None else f"{s['median']:,.{digits}f} ({s['min']:,.{digits}f}–{s['max']:,.{digits}f})")
         lines.append(f"{row['server']:<8}{row['processes']:>6}" + "".join(f"{c:>24}" for c in cells))
     return "\n".join(lines)
+
+
+def publish(report: dict) -> None:
+    """docs/measurements/processes.md and the JSON it is rendered from."""
+    SAVED.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {doc.shown(doc.write_page(PAGE, page(report)))}")
+
+
+def page(report: dict) -> list[str]:
+    lines = doc.header("The client's processes: --processes swept", COMMAND,
+                       "Why the default is what it is: [client.md](../client.md#several-processes).")
+    lines += [f"{report['messages']:,} messages a run (the default experiment: 32 × 1,000 warmup, then 64 "
+              f"threads), {report['rounds']} rounds, the values of `--processes` forward then backward, each "
+              "against ChatFlow's server and the Java original's; each run measured as `chatflow-compare` "
+              "measures one (msg/s and latency from the client's CSV, client CPU from wait4, client memory "
+              "the peak sum over its process tree, server CPU from /proc). Medians, min–max in brackets. "
+              + doc.measured_on(report.get("created") or datetime.datetime.now().isoformat(), report["environment"]),
+              ""]
+    rows = []
+    for row in report["summary"]:
+        cells = [row["server"], str(row["processes"])]
+        for key, _, digits in SHOWN:
+            s = row[key]
+            cells.append("-" if s is None else doc.number(s["median"], digits)
+                         + ("" if doc.number(s["min"], digits) == doc.number(s["max"], digits)
+                            else f" ({doc.number(s['min'], digits)}–{doc.number(s['max'], digits)})"))
+        rows.append(cells)
+    lines += doc.table(["server", "--processes", *(label for _, label, _ in SHOWN)], rows, "lr" + "r" * len(SHOWN))
+    failed = [run for run in report["runs"] if not run["ok"]]
+    if failed:
+        lines += ["", "Failed runs:", "", *(f"- {_row(run)}" for run in failed)]
+    return lines
 
 
 def _row(run: dict) -> str:
