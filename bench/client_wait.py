@@ -82,6 +82,8 @@ VARIANTS = {v.name: v for v in [
     Variant("csv-batch-256", constants={f"{CSV_WRITER}.BATCH": 256}),
     Variant("csv-poll-5ms", constants={f"{CSV_WRITER}.POLL_INTERVAL": 0.005}),
     Variant("csv-poll-100ms", constants={f"{CSV_WRITER}.POLL_INTERVAL": 0.1}),
+    Variant("refill-100+csv-poll-100ms", constants={f"{GENERATOR}.REFILL_FRACTION": 0.01,
+                                                    f"{CSV_WRITER}.POLL_INTERVAL": 0.1}),
 ]}
 DEFAULT_VARIANTS = ["default", "switch-1ms", "switch-0.5ms", "switch-0.2ms"]
 MESSAGES = 200_000
