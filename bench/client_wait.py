@@ -40,8 +40,12 @@ from chatflow.client.config import LoadTestConfig
 #: Run in the client's process before the client: set the levers, then run it. Only what
 #: the tree has may be set, so that a variant never measures a lever that is not there.
 CHILD = """
-import importlib, json, sys
+import gc, importlib, json, sys
 levers = json.loads(sys.argv[1])
+if levers.get("gc") == "off":
+    gc.disable()
+elif levers.get("gc") == "freeze":
+    gc.freeze()
 if levers["switch_interval"] is not None:
     sys.setswitchinterval(levers["switch_interval"])
 for name, value in levers["constants"].items():
@@ -66,9 +70,14 @@ class Variant:
     switch_interval: float | None = None
     constants: dict[str, float] = field(default_factory=dict)
     tree: Path | None = None
+    #: The cyclic garbage collector: None as it is, "off" (gc.disable) or "freeze" (gc.freeze).
+    gc: str | None = None
+    #: ``--processes``: the levers are set in the client's first process only, so a variant
+    #: with levers runs in one.
+    processes: int = 1
 
     def levers(self) -> str:
-        return json.dumps({"switch_interval": self.switch_interval, "constants": self.constants})
+        return json.dumps({"switch_interval": self.switch_interval, "constants": self.constants, "gc": self.gc})
 
 
 #: What the bench can run; ``--variants`` picks some, in order, the first the reference.
@@ -84,6 +93,10 @@ VARIANTS = {v.name: v for v in [
     Variant("csv-poll-100ms", constants={f"{CSV_WRITER}.POLL_INTERVAL": 0.1}),
     Variant("refill-100+csv-poll-100ms", constants={f"{GENERATOR}.REFILL_FRACTION": 0.01,
                                                     f"{CSV_WRITER}.POLL_INTERVAL": 0.1}),
+    Variant("switch-50ms", switch_interval=0.05),
+    Variant("gc-off", gc="off"),
+    Variant("gc-freeze", gc="freeze"),
+    Variant("processes-2", processes=2),
 ]}
 DEFAULT_VARIANTS = ["default", "switch-1ms", "switch-0.5ms", "switch-0.2ms"]
 MESSAGES = 200_000
@@ -106,7 +119,9 @@ FIGURES = [
 
 
 def client_command(variant: Variant, server: str, messages: int, seed: int, output_dir: str) -> list[str]:
-    return [sys.executable, "-c", CHILD, variant.levers(), "--server", server, "--quiet",
+    # An older tree (``--client-tree``) may have no --processes: it runs in one process anyway.
+    processes = [] if variant.tree is not None else ["--processes", str(variant.processes)]
+    return [sys.executable, "-c", CHILD, variant.levers(), "--server", server, "--quiet", *processes,
             "--output-dir", output_dir, "--seed", str(seed), "--messages", str(messages),
             "--warmup-threads", str(LoadTestConfig.warmup_threads),
             "--warmup-messages", str(warmup_per_thread(messages)), "--threads", str(LoadTestConfig.threads)]

@@ -27,7 +27,8 @@ def test_the_peak_of_the_process_tree_is_the_sum_of_its_processes(tmp_path: Path
     accounting = run_accounted([sys.executable, "-c", TWO_PROCESSES], cwd=tmp_path, env=os.environ,
                                stdout=tmp_path / "out", stderr=tmp_path / "err", timeout=30)
     assert accounting.returncode == 0, (tmp_path / "err").read_text()
-    # wait4 sees the largest process only; the sampled tree, both at once.
-    assert 80 * MIB <= accounting.peak_rss_kib < 150 * MIB
-    assert accounting.peak_tree_rss_kib >= 160 * MIB
+    # wait4 sees one process at most (and, started by vfork, this process's own memory
+    # before the exec); the sampled tree, both at once.
+    assert accounting.peak_rss_kib >= 80 * MIB
+    assert 160 * MIB <= accounting.peak_tree_rss_kib < 250 * MIB, accounting
     assert accounting.cpu_s > 0 and not accounting.timed_out

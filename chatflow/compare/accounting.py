@@ -1,7 +1,8 @@
 """A command run to its end as ``/usr/bin/time`` runs one: its CPU and peak memory from
 ``wait4``, whose rusage covers the process and every descendant it waited for; and the
-peak of its process tree's resident memory added up, sampled, since ``wait4`` gives only
-the largest single process's (a client of several processes, ``--processes``).
+peak of its process tree's resident memory added up, sampled: ``wait4``'s gives only the
+largest single process's (a client of several processes, ``--processes``), and not even
+that faithfully (``Accounting.peak_tree_rss_kib``).
 
 The command runs in a session of its own, and once it has ended (or timed out, or been
 interrupted here) its whole process group is killed, so that nothing it started outlives
@@ -44,7 +45,10 @@ class Accounting:
     wall_s: float
     timed_out: bool
     #: The largest sum of the resident sets of the process and its descendants, sampled
-    #: every SAMPLE_INTERVAL; at least ``peak_rss_kib``.
+    #: every SAMPLE_INTERVAL: the figure to report. ``peak_rss_kib`` is not, beyond the
+    #: largest single process: Linux keeps in it the high-water mark of the memory the
+    #: process had before its exec, which for a process started by vfork (as subprocess
+    #: starts one) is the starting process's own.
     peak_tree_rss_kib: int = 0
 
     @property
@@ -87,7 +91,7 @@ def run_accounted(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], std
     # Reaped here, by wait4: Popen is told, so that it never waits for the pid again.
     process.returncode = os.waitstatus_to_exitcode(status)
     return Accounting(process.returncode, usage.ru_utime, usage.ru_stime, usage.ru_maxrss, wall_s, timed_out,
-                      max(usage.ru_maxrss, tree.peak_kib))
+                      tree.peak_kib)
 
 
 class TreeMemory:
