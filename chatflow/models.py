@@ -65,3 +65,21 @@ class ErrorResponse:
     errors: tuple[str, ...]
     timestamp_ms: int
     status: str = ReplyStatus.ERROR.value
+
+
+@dataclass(slots=True)
+class RoomMessage:
+    """A valid message as a room's other members get it (``run_server.py --mode broadcast``):
+    the sender's reply, with the room, the room's sequence number and the instance that took it."""
+
+    room_id: int
+    #: The message's place in its room: 1, 2, 3, … in the order the room took them.
+    sequence: int
+    response: ChatResponse
+    #: The server instance (process) that received the message.
+    instance_id: str
+
+    @property
+    def message_id(self) -> str:
+        """Unique among the messages of every instance that shares the room's sequence."""
+        return f"{self.room_id}-{self.sequence}"

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from chatflow.models import ChatMessage, ChatResponse, ErrorResponse, ReplyStatus
+from chatflow.models import ChatMessage, ChatResponse, ErrorResponse, ReplyStatus, RoomMessage
 from chatflow.timestamps import format_instant
 
 DecodeError = orjson.JSONDecodeError
@@ -20,6 +20,8 @@ DecodeError = orjson.JSONDecodeError
 _SUCCESS = ReplyStatus.SUCCESS.value
 #: How a success reply from ChatFlow's server ends: ``status`` is its last key.
 SUCCESS_TAIL = b'"status":"' + _SUCCESS.encode() + b'"}'
+#: ``,"status":"success"}``: what a success reply has after its last field.
+_STATUS_FIELD_LENGTH = len(b"," + SUCCESS_TAIL)
 
 
 def decode(text: str | bytes) -> Any:
@@ -62,6 +64,17 @@ def encode_error_response(response: ErrorResponse) -> bytes:
             "errors": list(response.errors),
         }
     )
+
+
+def encode_room_message(message: RoomMessage, reply: bytes | None = None) -> bytes:
+    """The frame a room's other members get (docs/broadcast.md): the room's keys, then the
+    success reply's fields but its ``status``, then the instance. Made from the reply's own
+    bytes (``reply``, when already encoded), so that the two never differ in a field."""
+    if reply is None:
+        reply = encode_chat_response(message.response)
+    head = b'{"type":"roomMessage","roomId":%d,"messageId":"%s","sequence":%d,' % (
+        message.room_id, message.message_id.encode(), message.sequence)
+    return head + reply[1:-_STATUS_FIELD_LENGTH] + b',"instanceId":' + orjson.dumps(message.instance_id) + b"}"
 
 
 def is_success(reply: bytes) -> bool:

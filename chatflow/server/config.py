@@ -46,6 +46,13 @@ class ServerConfig:
     max_rooms: int = 20
     #: Echo every message back on every path instead of chat (the conformance mount).
     echo: bool = False
+    #: "echo": each message answered to its sender only (the Java original's, SPEC §1);
+    #: "broadcast": also delivered to the room's other members (docs/broadcast.md).
+    mode: str = "echo"
+    #: The instance's name in broadcast frames; None: host name and process id.
+    instance_id: str | None = None
+    #: Unsent bytes past which a broadcast member that does not read is closed (1008).
+    member_backlog: int = 1 * MiB
     log_level: str = "INFO"
     limits: ServerLimits = field(default_factory=ServerLimits)
     #: How long shutdown waits for clients to complete the closing handshake.
@@ -53,6 +60,8 @@ class ServerConfig:
     #: The health endpoint closes a connection idle (or mid-request) this long.
     health_idle_timeout: float = 10.0
 
+
+MODES = ("echo", "broadcast")
 
 #: ``run_server.py`` with no options; everyone who needs a server default reads it here.
 DEFAULTS = ServerConfig()

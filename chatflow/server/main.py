@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import dataclasses
 import logging
 import signal
@@ -11,8 +13,9 @@ import threading
 
 from chatflow.arguments import port, seconds, whole_number
 from chatflow.server import listening
+from chatflow.server.broadcast import BroadcastChat
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
-from chatflow.server.config import DEFAULTS, ECHO_LIMITS, ServerConfig, ServerLimits
+from chatflow.server.config import DEFAULTS, ECHO_LIMITS, MODES, ServerConfig, ServerLimits
 from chatflow.server.echo_handler import EchoHandler
 from chatflow.server.health_check_server import HealthCheckServer
 from chatflow.server.transport import WebSocketServer
@@ -41,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rooms are 1..N (default %(default)s)")
     parser.add_argument("--log-level", default=d.log_level, type=str.upper, choices=LOG_LEVELS,
                         help="DEBUG logs every message (default %(default)s)")
+    parser.add_argument("--mode", choices=MODES, default=d.mode,
+                        help="echo: each message answered to its sender (the Java original's); broadcast: "
+                             "also delivered to the room's other members (default %(default)s)")
+    parser.add_argument("--instance-id", default=d.instance_id, metavar="NAME",
+                        help="this instance's name in broadcast frames (default: host name and process id)")
+    parser.add_argument("--member-backlog", type=whole_number(1), default=d.member_backlog, metavar="BYTES",
+                        help="broadcast: close a member with 1008 once this many bytes wait unread "
+                             "(default %(default)s)")
     parser.add_argument("--echo", action="store_true",
                         help="echo every message back unchanged instead of chat, on every path, "
                              "with limits that admit 16 MiB messages: the endpoint a WebSocket "
@@ -77,7 +88,8 @@ def limits_from(args: argparse.Namespace) -> ServerLimits:
 def config_from(args: argparse.Namespace) -> ServerConfig:
     return dataclasses.replace(
         DEFAULTS, host=args.host, port=args.port, health_port=args.health_port, max_rooms=args.max_rooms,
-        echo=args.echo, log_level=args.log_level, limits=limits_from(args),
+        echo=args.echo, log_level=args.log_level, limits=limits_from(args), mode=args.mode,
+        instance_id=args.instance_id, member_backlog=args.member_backlog,
     )
 
 
@@ -92,10 +104,18 @@ def configure_logging(level: str) -> None:
     lifecycle_log.setLevel(logging.INFO)
 
 
+def chat_handler(config: ServerConfig) -> ChatWebSocketServer:
+    """The chat application of ``config.mode``."""
+    if config.mode == "broadcast":
+        instance = config.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+        return BroadcastChat(max_rooms=config.max_rooms, instance_id=instance, member_backlog=config.member_backlog)
+    return ChatWebSocketServer(max_rooms=config.max_rooms)
+
+
 def main(argv: list[str] | None = None) -> int:
     config = config_from(build_parser().parse_args(argv))
     configure_logging(config.log_level)
-    chat = None if config.echo else ChatWebSocketServer(max_rooms=config.max_rooms)
+    chat = None if config.echo else chat_handler(config)
     handler = EchoHandler() if chat is None else chat
     websocket = WebSocketServer(handler, host=config.host, port=config.port, limits=config.limits,
                                 shutdown_grace=config.shutdown_grace)
@@ -105,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         figures: dict[str, object] = {"connections": websocket.open_connections}
         if chat is not None:
             figures["rooms"] = chat.rooms.occupancy()
+        if isinstance(chat, BroadcastChat):
+            figures["broadcast"] = {"delivered": chat.delivered, "evicted": chat.evicted}
         return figures
 
     health = HealthCheckServer(host=config.host, port=config.health_port, idle_timeout=config.health_idle_timeout,
@@ -125,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             websocket.stop()
             return 1
 
-    mode = "echo on every path" if config.echo else "chat on /chat/{roomId}"
+    mode = "echo on every path" if config.echo else f"chat on /chat/{{roomId}} ({config.mode} mode)"
     lifecycle_log.info(listening.line(f"WebSocket {mode}", "ws", *websocket.address))
     lifecycle_log.info(listening.line("health endpoint", "http", *health.address, path="/health"))
 

@@ -21,6 +21,13 @@ _JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a num
 
 def handle_text(text: str | bytes, clock: Clock = now_ms) -> bytes:
     """The reply to one text frame, as the bytes of a JSON text frame."""
+    accepted = accept_text(text, clock)
+    return accepted if accepted.__class__ is bytes else wire.encode_chat_response(accepted)
+
+
+def accept_text(text: str | bytes, clock: Clock = now_ms) -> ChatResponse | bytes:
+    """A valid message's success reply, as data (for a room to fan out), or the error
+    reply's bytes."""
     try:
         fields = wire.decode(text)
     except wire.DecodeError as exc:
@@ -31,7 +38,7 @@ def handle_text(text: str | bytes, clock: Clock = now_ms) -> bytes:
     result = _VALIDATOR.validate(fields)
     if isinstance(result, list):
         return error_reply(result, clock)
-    return wire.encode_chat_response(ChatResponse.for_message(result, clock()))
+    return ChatResponse.for_message(result, clock())
 
 
 def handle_binary(clock: Clock = now_ms) -> bytes:

@@ -25,6 +25,11 @@ class RoomRegistry:
                 if not members:
                     del self._rooms[room]
 
+    def members(self, room: int) -> tuple:
+        """The room's members now, as a snapshot."""
+        with self._lock:
+            return tuple(self._rooms.get(room, ()))
+
     def occupancy(self) -> dict[int, int]:
         """Members per occupied room, as a snapshot."""
         with self._lock:

@@ -73,7 +73,7 @@ class Connection:
     __slots__ = (
         "sock", "fd", "remote_address", "protocol", "path", "context", "opened", "released",
         "output", "assembler", "_handler", "_limits", "_admission", "_watch", "_forget",
-        "_interest", "_accepted_at", "_last_received", "_ping_sent_at", "_closing_since",
+        "_interest", "_accepted_at", "_last_received", "_ping_sent_at", "_closing_since", "_touch", "touched",
     )
 
     def __init__(
@@ -87,6 +87,7 @@ class Connection:
         now: float,
         watch: Callable[[Connection, int], None],
         forget: Callable[[Connection], None],
+        touch: Callable[[Connection], None] | None = None,
     ) -> None:
         self.sock = sock
         self.fd = sock.fileno()
@@ -105,6 +106,10 @@ class Connection:
         self._admission = admission
         self._watch = watch
         self._forget = forget
+        #: Called the first time in a wake-up that another connection's callback sends here
+        #: (``deliver_text``), so that the loop flushes this connection too.
+        self._touch = touch
+        self.touched = False
         self._interest = _READ
         self._accepted_at = now
         self._last_received = now
@@ -131,6 +136,29 @@ class Connection:
         """Start the closing handshake; the socket closes when the client answers."""
         if self.protocol.state is _OPEN:
             self.protocol.send_close(code, reason)
+
+    def deliver_text(self, data: bytes) -> None:
+        """``send_text`` from another connection's callback (a room's fan-out): written in
+        this wake-up too, though this connection had nothing to read."""
+        if self.protocol.state is _OPEN:
+            self.protocol.send_text(data)
+            self._mark()
+
+    def evict(self, code: int, reason: str) -> None:
+        """``close`` from another connection's callback."""
+        if self.protocol.state is _OPEN:
+            self.protocol.send_close(code, reason)
+            self._mark()
+
+    @property
+    def backlog(self) -> int:
+        """Bytes queued for this client that the socket has not taken yet."""
+        return self.output.size
+
+    def _mark(self) -> None:
+        if not self.touched and self._touch is not None:
+            self.touched = True
+            self._touch(self)
 
     # -- for the selector loop ---------------------------------------------------------
 
@@ -170,6 +198,7 @@ class Connection:
 
     def flush(self, now: float) -> None:
         """Move what the protocol wants sent to the socket; the rest waits for EPOLLOUT."""
+        self.touched = False
         if self.released:
             return
         writes = self.protocol.data_to_send()

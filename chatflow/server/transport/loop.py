@@ -53,6 +53,8 @@ class WebSocketServer:
         self.shutdown_grace = shutdown_grace
         self._admission = Admission(limits.max_connections)
         self._connections: dict[int, Connection] = {}
+        #: Connections sent to from another's callback in this wake-up (a room's fan-out).
+        self._touched: list[Connection] = []
         self._selector = selectors.DefaultSelector()
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -157,11 +159,11 @@ class WebSocketServer:
                     received.append((conn, events))
                     batched += len(events)
                     if batched >= BATCH_EVENTS:
-                        _answer(received, now)
+                        _answer(received, now, self._touched)
                         received, batched = [], 0
             if mask & _WRITE and not conn.released:
                 conn.on_writable(now)
-        _answer(received, now)
+        _answer(received, now, self._touched)
 
     def _accept(self) -> None:
         for _ in range(ACCEPT_BATCH):
@@ -182,7 +184,7 @@ class WebSocketServer:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Connection(sock, address, handler=self.handler, limits=self.limits, admission=self._admission,
-                              now=self._now, watch=self._watch, forget=self._forget)
+                              now=self._now, watch=self._watch, forget=self._forget, touch=self._touched.append)
             self._connections[conn.fd] = conn
             self._selector.register(sock, _READ, conn)
             log.debug("accepted %s", address)
@@ -228,10 +230,15 @@ class WebSocketServer:
             conn.release()
 
 
-def _answer(received: list[tuple[Connection, list]], now: float) -> None:
-    """Passes two and three: every message to the handler, then every reply out."""
+def _answer(received: list[tuple[Connection, list]], now: float, touched: list[Connection]) -> None:
+    """Passes two and three: every message to the handler, then every reply out, and what
+    the handler sent to other connections (``touched``, emptied)."""
     for conn, events in received:
         if events and not conn.released:
             conn.handle(events)
     for conn, _ in received:
         conn.flush(now)
+    for conn in touched:
+        if conn.touched:
+            conn.flush(now)
+    touched.clear()
