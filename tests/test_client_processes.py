@@ -35,6 +35,14 @@ PROBE = 5
 PROBE_WARMING = 10
 
 
+def gone(pid: int) -> bool:
+    """The process has ended (reaped, or a zombie waiting to be)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def csv_final_rows(path: Path) -> list[list[str]]:
     rows = [line.rstrip("\n").split(",") for line in read_rows(path)]
     return [row for row in rows if row[-1] == "1"]
@@ -177,8 +185,7 @@ def test_a_worker_killed_mid_run_is_reported_and_its_messages_counted(tmp_path: 
             wait_until(lambda: test.progress()[0] >= 2_000, timeout=60, message="the run is under way")
             victim = test.worker_pids[0]
             os.kill(victim, signal.SIGKILL)
-            wait_until(lambda: not psutil.pid_exists(victim) or psutil.Process(victim).status() == "zombie",
-                       timeout=10, message="the worker is gone")
+            wait_until(lambda: gone(victim), timeout=10, message="the worker is gone")
             # The survivor goes on; then the run is stopped, as a user would.
             done = test.progress()[0]
             wait_until(lambda: test.progress()[0] >= done + 2_000, timeout=60, message="the other worker goes on")
@@ -232,7 +239,7 @@ def test_ctrl_c_stops_every_worker_within_a_bound(tmp_path: Path) -> None:
                 client.wait()
     assert client.returncode == 130, out + err
     assert_no_traceback(out + err)
-    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids)
+    assert all(gone(pid) for pid in pids)
     assert out.strip().splitlines()[-1].startswith("INTERRUPTED")
     assert "Worker lost" not in out
     (metrics,) = tmp_path.glob("metrics_*.csv")
