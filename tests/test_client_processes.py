@@ -77,7 +77,8 @@ def test_rooms_are_the_same_for_one_process_or_several() -> None:
                             threads=8, seed=21)
     plans = plan_phases(config)
     rng = random.Random(config.seed + 1)
-    assert assign_rooms(plans, config) == [[(rng.randint(1, 20), q) for q in plan.quotas] for plan in plans]
+    assert assign_rooms(plans, config) == [[(rng.randint(1, 20), q, config.base_url) for q in plan.quotas]
+                                           for plan in plans]
 
 
 # -- the merged metrics file --------------------------------------------------------
@@ -169,7 +170,7 @@ def test_phases_run_in_order_with_every_sender(two_process_run) -> None:
     assert all(p.duration_s > 0 for p in result.phases)
     # The probe's connection, then the 4 warmup connections, then the 6 main ones, in
     # the rooms the seed picks.
-    rooms = [room for phase in assign_rooms(plan_phases(config), config) for room, _ in phase]
+    rooms = [room for phase in assign_rooms(plan_phases(config), config) for room, _, _ in phase]
     opened = [int(path.rsplit("/", 1)[1]) for path in handler.paths[1:]]
     assert sorted(opened[:4]) == sorted(rooms[:4]) and sorted(opened[4:]) == sorted(rooms[4:])
 
@@ -279,3 +280,20 @@ def test_processes_0_is_a_usage_error() -> None:
     assert result.returncode == 2
     assert_no_traceback(result)
     assert "--processes: must be at least 1, not 0" in result.stderr
+
+
+def test_several_servers_share_each_phase_s_connections_in_turn(tmp_path: Path) -> None:
+    """``--server`` twice: two instances, each phase's connections dealt over them, across
+    the worker processes too."""
+    first, second = RecordingChatHandler(), RecordingChatHandler()
+    with serving(first) as one, serving(second) as two:
+        result = run_client("--server", one.url, "--server", two.url, "--messages", "2000", "--warmup-threads", "4",
+                            "--warmup-messages", "100", "--threads", "6", "--processes", "2",
+                            "--probe-messages", str(PROBE), "--quiet", "--no-analysis", "--output-dir", str(tmp_path))
+    assert result.returncode == 0, result
+    assert f"Server                    {one.url}, {two.url}" in result.stdout
+    # The probe's connection is the first server's; then 2 + 2 warmup and 3 + 3 main ones.
+    assert (len(first.paths), len(second.paths)) == (1 + 2 + 3, 2 + 3)
+    probe_texts = PROBE + PROBE_WARMING
+    assert len(first.texts) - probe_texts + len(second.texts) == 2_000
+    assert len(second.texts) > 0

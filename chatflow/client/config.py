@@ -52,9 +52,17 @@ class LoadTestConfig:
     probe_messages: int = 200
     #: Where the metrics, the report and the charts are written.
     output_dir: Path = Path("results")
+    #: More servers (instances of one service) besides ``base_url``: the connections are
+    #: dealt over all of them in turn (``--server`` given more than once).
+    more_servers: tuple[str, ...] = ()
 
-    def room_url(self, room: int) -> str:
-        return f"{self.base_url}/chat/{room}"
+    @property
+    def servers(self) -> tuple[str, ...]:
+        return (self.base_url, *self.more_servers)
+
+    def room_url(self, room: int, server: str | None = None) -> str:
+        """The room's URL on ``server`` (default: the first)."""
+        return f"{server or self.base_url}/chat/{room}"
 
 
 def add_size_options(parser: argparse.ArgumentParser, title: str | None = None) -> None:

@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "with retries, per-phase throughput and a Little's Law check.",
     )
     target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--server", type=server_url, metavar="HOST:PORT",
-                        help="the chat server (HOST:PORT or ws://HOST:PORT)")
+    target.add_argument("--server", type=server_url, metavar="HOST:PORT", action="append",
+                        help="the chat server (HOST:PORT or ws://HOST:PORT); given more than once, instances "
+                             "of one service: each phase's connections are dealt over them in turn")
     target.add_argument("--local", action="store_true",
                         help="start a ChatFlow server on free ports in a separate process, run against it, stop it")
     add_size_options(parser)
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     try:
         if not args.local:
-            return run(args, args.server, None, writer)
+            return run(args, args.server[0], None, writer)
         with LocalServer(args.output_dir / "server.log") as server:
             print(f"Started a local ChatFlow server at {server.url} (pid {server.pid})", flush=True)
             return run(args, server.url, server.pid, writer)
@@ -98,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def load_test_config(args: argparse.Namespace, url: str) -> LoadTestConfig:
-    """The run the options ask for, against ``url``."""
+    """The run the options ask for, against ``url`` (and the other ``--server``s given)."""
     return LoadTestConfig(
-        base_url=url, messages=args.messages, warmup_threads=args.warmup_threads,
-        warmup_messages=args.warmup_messages, threads=args.threads, timeout=args.timeout,
+        base_url=url, more_servers=tuple(args.server[1:]) if args.server else (), messages=args.messages,
+        warmup_threads=args.warmup_threads, warmup_messages=args.warmup_messages, threads=args.threads, timeout=args.timeout,
         retry=dataclasses.replace(LoadTestConfig.retry, max_attempts=args.max_attempts), rooms=args.rooms,
         seed=args.seed, probe_messages=args.probe_messages, output_dir=args.output_dir,
     )

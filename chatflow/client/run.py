@@ -109,16 +109,19 @@ class LoadTest:
         result.last_error = next((s.last_error for s in reversed(self._senders) if s.last_error), "")
 
 
-#: One sender of a phase: (its room, its quota of messages).
-SenderPlan = tuple[int, int]
+#: One sender of a phase: (its room, its quota of messages, the server it connects to).
+SenderPlan = tuple[int, int, str]
 
 
 def assign_rooms(plans: list[PhasePlan], config: LoadTestConfig) -> list[list[SenderPlan]]:
-    """Each phase's senders as (room, quota). As the Java original, each thread picks a
-    random room and stays in it; the same seed picks the same rooms however the senders
-    are spread over processes (``chatflow.client.workers``)."""
+    """Each phase's senders as (room, quota, server). As the Java original, each thread
+    picks a random room and stays in it; the same seed picks the same rooms however the
+    senders are spread over processes (``chatflow.client.workers``). With several servers
+    the senders of each phase are dealt over them in turn."""
     rng = random.Random(None if config.seed is None else config.seed + 1)
-    return [[(rng.randint(1, config.rooms), quota) for quota in plan.quotas] for plan in plans]
+    servers = config.servers
+    return [[(rng.randint(1, config.rooms), quota, servers[i % len(servers)]) for i, quota in enumerate(plan.quotas)]
+            for plan in plans]
 
 
 def run_senders(name: str, senders: list[SenderPlan], messages: queue.SimpleQueue, stop: threading.Event,
@@ -129,9 +132,9 @@ def run_senders(name: str, senders: list[SenderPlan], messages: queue.SimpleQueu
     stats = SenderStats()
     if not senders:
         return stats
-    made = [MessageSender(config.room_url(room), room, messages, quota, stop,
+    made = [MessageSender(config.room_url(room, server), room, messages, quota, stop,
                           timeout=config.timeout, retry=config.retry, recorder=recorder)
-            for room, quota in senders]
+            for room, quota, server in senders]
     if started is not None:
         started.extend(made)
     with ThreadPoolExecutor(max_workers=len(made), thread_name_prefix=f"{name}-sender") as pool:

@@ -24,7 +24,7 @@ def format_summary(result: RunResult) -> str:
     config = result.config
     lines = [RULE, "ChatFlow load test — summary", RULE]
     add = lines.append
-    add(f"{'Server':<26}{config.base_url}")
+    add(f"{'Server':<26}{', '.join(config.servers)}")
     if result.unreachable:
         add(f"{'Result':<26}server unreachable: {result.unreachable}")
         return "\n".join(lines)
@@ -174,6 +174,7 @@ def run_figures(result: RunResult) -> dict:
     client_cpu, server_cpu = result.client_cpu_us_per_message, result.server_cpu_us_per_message
     summary = {
         "server": result.config.base_url,
+        "servers": list(result.config.servers),
         "messages_generated": result.generated,
         "successful": totals.success,
         "failed": totals.failure,

@@ -56,7 +56,7 @@ class WorkerPlan:
 
     @property
     def messages(self) -> int:
-        return sum(quota for _, senders in self.phases for _, quota in senders)
+        return sum(quota for _, senders in self.phases for _, quota, _ in senders)
 
 
 def spread(plans: list[PhasePlan], senders: list[list[SenderPlan]], processes: int,
@@ -291,7 +291,7 @@ class MultiProcessLoadTest(LoadTest):
     def _lost(self, worker: Worker, index: int, phase: str) -> SenderStats:
         """A phase of a worker that ended without reporting it: the final rows its part file
         holds beyond what it reported (the first time), the rest of its quota lost."""
-        quota = sum(q for _, q in worker.plan.phases[index][1])
+        quota = sum(q for _, q, _ in worker.plan.phases[index][1])
         stats = SenderStats()
         if worker.lost is None:
             success, failures = final_outcomes(worker.plan.part) if worker.plan.part.exists() else (0, {})
