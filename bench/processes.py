@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 from bench import doc
 from bench.comparison import JAVA_DEFAULT
+from bench import results
 from bench.results import RESULTS_DIR, environment, write_results
 from chatflow.client.config import LoadTestConfig
 from chatflow.compare.commands import PYTHON_CLIENT, CommandTemplate, java_templates, python_client_template
@@ -103,25 +103,18 @@ def summarise(runs: list[dict], counts: list[int]) -> list[dict]:
     for server in ("Python", "Java"):
         for n in counts:
             mine = [r for r in runs if r["server"] == server and r["processes"] == n and r["ok"]]
-            row: dict = {"server": server, "processes": n, "runs": len(mine)}
-            for key, _, _ in SHOWN:
-                values = [r[key] for r in mine if r[key] is not None]
-                row[key] = ({"median": statistics.median(values), "min": min(values), "max": max(values)}
-                            if values else None)
-            rows.append(row)
+            spread = results.summarise(mine) if mine else {}
+            rows.append({"server": server, "processes": n, "runs": len(mine),
+                         **{key: spread.get(key) for key, _, _ in SHOWN}})
     return rows
 
 
 def format_table(summary: list[dict]) -> str:
-    head = f"{'server':<8}{'procs':>6}" + "".join(f"{label:>24}" for _, label, _ in SHOWN)
-    lines = ["", head]
-    for row in summary:
-        cells = []
-        for key, _, digits in SHOWN:
-            s = row[key]
-            cells.append("-" if s is None else f"{s['median']:,.{digits}f} ({s['min']:,.{digits}f}–{s['max']:,.{digits}f})")
-        lines.append(f"{row['server']:<8}{row['processes']:>6}" + "".join(f"{c:>24}" for c in cells))
-    return "\n".join(lines)
+    rows = [["server", "procs", *(label for _, label, _ in SHOWN)]]
+    rows += [[row["server"], str(row["processes"]), *(results.format_spread(row[key], digits)
+                                                      for key, _, digits in SHOWN)]
+             for row in summary]
+    return "\n".join(["", *doc.text_table(rows)])
 
 
 def publish(report: dict) -> None:
@@ -142,12 +135,8 @@ def page(report: dict) -> list[str]:
               ""]
     rows = []
     for row in report["summary"]:
-        cells = [row["server"], str(row["processes"])]
-        for key, _, digits in SHOWN:
-            s = row[key]
-            cells.append("-" if s is None else doc.number(s["median"], digits)
-                         + ("" if doc.number(s["min"], digits) == doc.number(s["max"], digits)
-                            else f" ({doc.number(s['min'], digits)}–{doc.number(s['max'], digits)})"))
+        cells = [row["server"], str(row["processes"]),
+                 *(results.format_spread(row[key], digits) for key, _, digits in SHOWN)]
         rows.append(cells)
     lines += doc.table(["server", "--processes", *(label for _, label, _ in SHOWN)], rows, "lr" + "r" * len(SHOWN))
     failed = [run for run in report["runs"] if not run["ok"]]

@@ -17,8 +17,8 @@ from chatflow.client.local_server import LocalServer, LocalServerError
 from chatflow.client.progress import ProgressDisplay
 from chatflow.client.results import RunResult
 from chatflow.client.run import LoadTest
-from chatflow.client.workers import MultiProcessLoadTest
 from chatflow.client.summary import format_predictions, format_summary, run_figures, verdict
+from chatflow.client.workers import MultiProcessLoadTest
 
 PROG = "chatflow-client"
 
@@ -102,7 +102,8 @@ def load_test_config(args: argparse.Namespace, url: str) -> LoadTestConfig:
     """The run the options ask for, against ``url`` (and the other ``--server``s given)."""
     return LoadTestConfig(
         base_url=url, more_servers=tuple(args.server[1:]) if args.server else (), messages=args.messages,
-        warmup_threads=args.warmup_threads, warmup_messages=args.warmup_messages, threads=args.threads, timeout=args.timeout,
+        warmup_threads=args.warmup_threads, warmup_messages=args.warmup_messages, threads=args.threads,
+        timeout=args.timeout,
         retry=dataclasses.replace(LoadTestConfig.retry, max_attempts=args.max_attempts), rooms=args.rooms,
         seed=args.seed, probe_messages=args.probe_messages, output_dir=args.output_dir,
     )

@@ -229,7 +229,6 @@ class MultiProcessLoadTest(LoadTest):
         self._context = multiprocessing.get_context("spawn")
         self._progress = RawArray("q", PROGRESS_FIELDS * processes)
         self._workers: list[Worker] = []
-        self._phase_quotas: list[list[int]] = []
 
     @property
     def worker_pids(self) -> list[int]:
