@@ -58,3 +58,14 @@ def milliseconds(maximum: float) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"must be 0-{maximum:g} ms, not {text}")
         return value
     return parse
+
+
+def redis_url(text: str) -> str:
+    """A Redis URL (``redis://HOST:PORT/DB``, ``rediss://…``, ``unix://PATH``) as redis-py reads it."""
+    from redis.connection import parse_url  # only the server's --bus needs it
+
+    try:
+        parse_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a Redis URL (redis://HOST:PORT/DB): {exc}") from None
+    return text

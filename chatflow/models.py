@@ -73,13 +73,29 @@ class RoomMessage:
     the sender's reply, with the room, the room's sequence number and the instance that took it."""
 
     room_id: int
-    #: The message's place in its room: 1, 2, 3, … in the order the room took them.
-    sequence: int
+    #: The message's place in its room: increasing in the order the room took them. None
+    #: for a message its instance could not hand to the bus (delivered to its own
+    #: members only, outside the room's order: docs/broadcast.md#when-redis-is-down).
+    sequence: int | None
     response: ChatResponse
     #: The server instance (process) that received the message.
     instance_id: str
+    #: For a message without a sequence: the instance's own count of such messages.
+    unordered_number: int = 0
 
     @property
     def message_id(self) -> str:
-        """Unique among the messages of every instance that shares the room's sequence."""
-        return f"{self.room_id}-{self.sequence}"
+        """Unique among the messages of every instance that shares the room."""
+        if self.sequence is None:
+            return unordered_message_id(self.room_id, self.instance_id, self.unordered_number)
+        return ordered_message_id(self.room_id, self.sequence)
+
+
+def ordered_message_id(room_id: int, sequence: int) -> str:
+    """``<room>-<sequence>``: a message in its room's order."""
+    return f"{room_id}-{sequence}"
+
+
+def unordered_message_id(room_id: int, instance_id: str, number: int) -> str:
+    """``<room>-<instance>-<n>``: a message outside the room's order, unique by its instance."""
+    return f"{room_id}-{instance_id}-{number}"

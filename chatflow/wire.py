@@ -72,9 +72,20 @@ def encode_room_message(message: RoomMessage, reply: bytes | None = None) -> byt
     bytes (``reply``, when already encoded), so that the two never differ in a field."""
     if reply is None:
         reply = encode_chat_response(message.response)
-    head = b'{"type":"roomMessage","roomId":%d,"messageId":"%s","sequence":%d,' % (
-        message.room_id, message.message_id.encode(), message.sequence)
-    return head + reply[1:-_STATUS_FIELD_LENGTH] + b',"instanceId":' + orjson.dumps(message.instance_id) + b"}"
+    return room_frame(message.room_id, message.message_id, message.sequence,
+                      room_message_body(reply, message.instance_id))
+
+
+def room_message_body(reply: bytes, instance_id: str) -> bytes:
+    """A room frame after its head: the success reply ``reply``'s fields but its status,
+    then the instance. The same for every member, and what a bus carries between instances."""
+    return reply[1:-_STATUS_FIELD_LENGTH] + b',"instanceId":' + orjson.dumps(instance_id) + b"}"
+
+
+def room_frame(room_id: int, message_id: str, sequence: int | None, body: bytes) -> bytes:
+    """A whole room frame: its head (type, room, id, sequence) before ``room_message_body``."""
+    return b'{"type":"roomMessage","roomId":%d,"messageId":%s,"sequence":%s,%s' % (
+        room_id, orjson.dumps(message_id), b"null" if sequence is None else b"%d" % sequence, body)
 
 
 def is_success(reply: bytes) -> bool:

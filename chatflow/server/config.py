@@ -37,6 +37,26 @@ ECHO_LIMITS = ServerLimits(max_message_size=32 * MiB, send_buffer_high_water=32 
 
 
 @dataclass(frozen=True)
+class BusSettings:
+    """The Redis bus between instances (``--bus``, docs/broadcast.md#the-bus)."""
+
+    #: Entries kept per room's stream (``MAXLEN ~``): how far a subscriber may fall
+    #: behind, or be away, and still catch up. About 250 bytes each in Redis.
+    stream_length: int = 10_000
+    #: Messages handed to Redis in one pipeline, and read in one XREAD, at most.
+    batch: int = 512
+    #: How long one XREAD waits for entries (ms) before it asks again.
+    block_ms: int = 1000
+    #: Reconnecting: the first wait, doubled each failure up to the last.
+    backoff: float = 0.1
+    max_backoff: float = 5.0
+    #: A Redis command that takes longer than this (s) counts as Redis being down.
+    socket_timeout: float = 2.0
+    #: The keys' common prefix, so that several deployments can share one Redis.
+    prefix: str = "chatflow"
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """One server process: its listeners, its rooms, its limits (SPEC §1.1-1.2)."""
 
@@ -53,6 +73,10 @@ class ServerConfig:
     instance_id: str | None = None
     #: Unsent bytes past which a broadcast member that does not read is closed (1008).
     member_backlog: int = 1 * MiB
+    #: ``redis://HOST:PORT/DB``: rooms shared with every instance on that Redis
+    #: (broadcast mode); None: rooms are this process's own.
+    bus: str | None = None
+    bus_settings: BusSettings = field(default_factory=BusSettings)
     log_level: str = "INFO"
     limits: ServerLimits = field(default_factory=ServerLimits)
     #: How long shutdown waits for clients to complete the closing handshake.

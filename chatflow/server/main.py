@@ -11,13 +11,14 @@ import signal
 import sys
 import threading
 
-from chatflow.arguments import port, seconds, whole_number
+from chatflow.arguments import port, redis_url, seconds, whole_number
 from chatflow.server import listening
 from chatflow.server.broadcast import BroadcastChat
+from chatflow.server.bus import RedisBus
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
 from chatflow.server.config import DEFAULTS, ECHO_LIMITS, MODES, ServerConfig, ServerLimits
 from chatflow.server.echo_handler import EchoHandler
-from chatflow.server.health_check_server import HealthCheckServer
+from chatflow.server.health_check_server import DEGRADED, HealthCheckServer
 from chatflow.server.transport import WebSocketServer
 
 log = logging.getLogger("chatflow.server")
@@ -52,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--member-backlog", type=whole_number(1), default=d.member_backlog, metavar="BYTES",
                         help="broadcast: close a member with 1008 once this many bytes wait unread "
                              "(default %(default)s)")
+    parser.add_argument("--bus", type=redis_url, default=d.bus, metavar="redis://HOST:PORT/DB",
+                        help="broadcast: share the rooms with every instance on this Redis (docs/broadcast.md)")
     parser.add_argument("--echo", action="store_true",
                         help="echo every message back unchanged instead of chat, on every path, "
                              "with limits that admit 16 MiB messages: the endpoint a WebSocket "
@@ -85,11 +88,18 @@ def limits_from(args: argparse.Namespace) -> ServerLimits:
     return dataclasses.replace(limits, **overrides)
 
 
-def config_from(args: argparse.Namespace) -> ServerConfig:
+def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> ServerConfig:
+    """The configuration the command line asks for; a contradiction in it is a usage
+    error of ``parser`` (when given), else a ValueError."""
+    if args.bus is not None and (args.mode != "broadcast" or args.echo):
+        problem = "--bus needs --mode broadcast: in echo mode no message leaves its sender's connection"
+        if parser is not None:
+            parser.error(problem)
+        raise ValueError(problem)
     return dataclasses.replace(
         DEFAULTS, host=args.host, port=args.port, health_port=args.health_port, max_rooms=args.max_rooms,
         echo=args.echo, log_level=args.log_level, limits=limits_from(args), mode=args.mode,
-        instance_id=args.instance_id, member_backlog=args.member_backlog,
+        instance_id=args.instance_id, member_backlog=args.member_backlog, bus=args.bus,
     )
 
 
@@ -112,13 +122,26 @@ def chat_handler(config: ServerConfig) -> ChatWebSocketServer:
     return ChatWebSocketServer(max_rooms=config.max_rooms)
 
 
+def connect_bus(config: ServerConfig, chat: BroadcastChat, websocket: WebSocketServer) -> RedisBus:
+    """The Redis bus of ``config.bus``, delivering on ``websocket``'s selector thread."""
+    bus = RedisBus(config.bus, rooms=config.max_rooms, settings=config.bus_settings,
+                   deliver=lambda crossings: websocket.call_soon(lambda: chat.on_bus(crossings)),
+                   failed=lambda: websocket.call_soon(chat.on_bus_failed))
+    chat.attach(bus)
+    return bus
+
+
 def main(argv: list[str] | None = None) -> int:
-    config = config_from(build_parser().parse_args(argv))
+    parser = build_parser()
+    config = config_from(parser.parse_args(argv), parser)
     configure_logging(config.log_level)
     chat = None if config.echo else chat_handler(config)
     handler = EchoHandler() if chat is None else chat
     websocket = WebSocketServer(handler, host=config.host, port=config.port, limits=config.limits,
                                 shutdown_grace=config.shutdown_grace)
+    bus = None
+    if config.bus is not None and isinstance(chat, BroadcastChat):
+        bus = connect_bus(config, chat, websocket)
 
     def details() -> dict[str, object]:
         """``/health?verbose``: open connections, and for chat the connections per room."""
@@ -126,11 +149,18 @@ def main(argv: list[str] | None = None) -> int:
         if chat is not None:
             figures["rooms"] = chat.rooms.occupancy()
         if isinstance(chat, BroadcastChat):
-            figures["broadcast"] = {"delivered": chat.delivered, "evicted": chat.evicted}
+            figures["broadcast"] = {"delivered": chat.delivered, "evicted": chat.evicted, "unordered": chat.unordered}
+        if bus is not None:
+            figures["bus"] = bus.status()
         return figures
 
+    def problem() -> tuple[str, str] | None:
+        """Redis out of reach: degraded, not down (docs/broadcast.md#when-redis-is-down)."""
+        reason = None if bus is None else bus.problem()
+        return None if reason is None else (DEGRADED, reason)
+
     health = HealthCheckServer(host=config.host, port=config.health_port, idle_timeout=config.health_idle_timeout,
-                               details=details)
+                               details=details, problem=problem)
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -146,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             websocket.stop()
             return 1
+    if bus is not None:
+        bus.start()
 
     mode = "echo on every path" if config.echo else f"chat on /chat/{{roomId}} ({config.mode} mode)"
     lifecycle_log.info(listening.line(f"WebSocket {mode}", "ws", *websocket.address))
@@ -157,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     # The chat endpoint first: the health server's shutdown can take half a second,
     # during which chat would still accept connections.
     websocket.stop()
+    if bus is not None:
+        bus.stop()
     health.stop()
     lifecycle_log.info("stopped")
     return 0

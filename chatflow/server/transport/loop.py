@@ -7,12 +7,15 @@ so more threads would add switches, not parallelism (docs/server-design.md).
 
 from __future__ import annotations
 
+import collections
 import errno
 import logging
 import selectors
 import socket
 import threading
 import time
+
+from collections.abc import Callable
 
 from chatflow.server.config import ServerLimits
 from chatflow.server.transport.connection import Admission, Connection
@@ -59,6 +62,8 @@ class WebSocketServer:
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._wakeup_r, self._wakeup_w = socket.socketpair()
+        #: Work handed in from other threads (``call_soon``), run by the selector thread.
+        self._calls: collections.deque[Callable[[], None]] = collections.deque()
         self._stop_requested = threading.Event()
         self._grace = shutdown_grace
         self._buffer = memoryview(bytearray(RECV_SIZE))
@@ -89,10 +94,25 @@ class WebSocketServer:
         """A snapshot of every connection held; safe to take from another thread."""
         return list(self._connections.values())
 
+    def call_soon(self, call: Callable[[], None]) -> None:
+        """Run ``call`` on the selector thread at its next wake-up; safe from any thread.
+
+        How work from elsewhere (a bus's subscriber thread) reaches the connections,
+        which only the selector thread touches. What ``call`` sends to connections
+        (``Connection.deliver_text``) goes out in the same wake-up."""
+        self._calls.append(call)
+        try:
+            self._wakeup_w.send(b"c")
+        except BlockingIOError:  # the selector has bytes to wake it already
+            pass
+        except OSError:  # stopped: the socket pair is closed, nothing runs any more
+            pass
+
     def start(self) -> None:
         self._listener = socket.create_server((self.host, self.port), backlog=1024)
         self._listener.setblocking(False)
         self._wakeup_r.setblocking(False)
+        self._wakeup_w.setblocking(False)
         self._selector.register(self._listener, _READ, None)
         self._selector.register(self._wakeup_r, _READ, None)
         self._thread = threading.Thread(target=self._run, name="WebSocketSelector", daemon=True)
@@ -104,7 +124,10 @@ class WebSocketServer:
             return
         self._grace = self.shutdown_grace if grace is None else grace
         self._stop_requested.set()
-        self._wakeup_w.send(b"x")
+        try:
+            self._wakeup_w.send(b"x")
+        except BlockingIOError:  # already woken
+            pass
         self._thread.join(self._grace + 5)
         self._thread = None
         self._wakeup_r.close()
@@ -215,6 +238,14 @@ class WebSocketServer:
                 pass
         except (BlockingIOError, InterruptedError):
             pass
+        calls = self._calls
+        # Only what is queued now: a call queued while these run wakes the selector again.
+        for _ in range(len(calls)):
+            call = calls.popleft()
+            try:
+                call()
+            except Exception:
+                log.exception("a call handed to the selector thread failed")
 
     def _shut_down(self) -> None:
         """Stop accepting, say 1001 to everyone, and wait (bounded) for the answers."""
