@@ -51,6 +51,11 @@ class RedisServer:
         self._process: ServerProcess | None = None
 
     @property
+    def pid(self) -> int:
+        assert self._process is not None, "not running"
+        return self._process.pid
+
+    @property
     def running(self) -> bool:
         return self._process is not None
 
