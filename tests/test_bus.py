@@ -8,13 +8,8 @@ test's own, real clients on real sockets.
 from __future__ import annotations
 
 import dataclasses
-import json
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any
-
-import websocket
 
 from chatflow.server.broadcast import BroadcastChat
 from chatflow.server.bus import RedisBus
@@ -22,9 +17,9 @@ from chatflow.server.config import DEFAULTS, BusSettings
 from chatflow.server.main import connect_bus
 from tests.support.clients import connected, round_trip
 from tests.support.messages import chat_message_json
-from tests.support.network import LOCALHOST
-from tests.support.processes import ListeningServer, server_process
+from tests.support.processes import run_server_to_exit
 from tests.support.redis_server import RedisServer, redis_server, require
+from tests.support.rooms import bus_server, frames, nothing_more, send_for_reply
 from tests.support.servers import RunningServer, serving
 from tests.support.waiting import wait_until
 
@@ -60,30 +55,6 @@ def instance(url: str, name: str) -> Iterator[Instance]:
             bus.stop()
 
 
-def frames(member: websocket.WebSocket, count: int) -> list[dict[str, Any]]:
-    return [json.loads(member.recv()) for _ in range(count)]
-
-
-def send_for_reply(sender: websocket.WebSocket, text: str, room_frames: list[dict[str, Any]]) -> dict[str, Any]:
-    """Send ``text`` and read up to its reply; the room frames before it go to ``room_frames``."""
-    sender.send(chat_message_json(message=text))
-    for _ in range(1000):
-        frame = json.loads(sender.recv())
-        if "status" in frame:
-            return frame
-        room_frames.append(frame)
-    raise AssertionError("no reply among 1,000 frames")
-
-
-def nothing_more(ws: websocket.WebSocket) -> bool:
-    ws.settimeout(0.3)
-    try:
-        ws.recv()
-    except websocket.WebSocketTimeoutException:
-        return True
-    return False
-
-
 def test_members_on_two_instances_get_every_message_once_in_one_order() -> None:
     with redis_server() as redis, instance(redis.url, "a") as a, instance(redis.url, "b") as b, ExitStack() as stack:
         senders = [stack.enter_context(connected(x.room())) for x in (a, b)]
@@ -115,19 +86,9 @@ def test_members_on_two_instances_get_every_message_once_in_one_order() -> None:
         assert (a.bus.not_crossed, b.bus.not_crossed, a.bus.missed, b.bus.missed) == (0, 0, 0, 0)
 
 
-def health(server: ListeningServer, verbose: bool = False) -> tuple[int, dict[str, Any]]:
-    url = f"http://{LOCALHOST}:{server.health_port}/health{'?verbose' if verbose else ''}"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return response.status, json.loads(response.read())
-
-
-def bus_server(redis: RedisServer, name: str):
-    return server_process("--mode", "broadcast", "--bus", redis.url, "--instance-id", name)
-
-
 def test_redis_down_degrades_then_comes_back_with_exact_counts() -> None:
     with redis_server() as redis, bus_server(redis, "a") as a, bus_server(redis, "b") as b, ExitStack() as stack:
-        wait_until(lambda: health(a) == (200, {"status": "healthy"}) and health(b) == (200, {"status": "healthy"}),
+        wait_until(lambda: a.health() == (200, {"status": "healthy"}) and b.health() == (200, {"status": "healthy"}),
                    message="both healthy")
         sender = stack.enter_context(connected(f"{a.url}/chat/{ROOM}"))
         local = stack.enter_context(connected(f"{a.url}/chat/{ROOM}"))
@@ -136,7 +97,7 @@ def test_redis_down_degrades_then_comes_back_with_exact_counts() -> None:
         def send(n: int) -> None:
             assert round_trip(sender, chat_message_json(message=f"m{n}"))["status"] == "success"
 
-        wait_until(lambda: health(a, True)[1]["rooms"] == {str(ROOM): 2} and health(b, True)[1]["rooms"] == {str(ROOM): 1},
+        wait_until(lambda: a.health(True)[1]["rooms"] == {str(ROOM): 2} and b.health(True)[1]["rooms"] == {str(ROOM): 1},
                    message="members joined")
         for n in range(5):
             send(n)
@@ -144,7 +105,7 @@ def test_redis_down_degrades_then_comes_back_with_exact_counts() -> None:
         assert [f["message"] for f in frames(remote, 5)] == [f["message"] for f in before] == [f"m{n}" for n in range(5)]
 
         redis.stop()
-        status, body = wait_until(lambda: (lambda h: h if h[1]["status"] == "degraded" else None)(health(a)),
+        status, body = wait_until(lambda: (lambda h: h if h[1]["status"] == "degraded" else None)(a.health()),
                                   message="a degraded")
         assert status == 200 and "unreachable" in body["reason"] and redis.url in body["reason"]
         for n in range(5, 12):
@@ -154,10 +115,10 @@ def test_redis_down_degrades_then_comes_back_with_exact_counts() -> None:
         assert [f["message"] for f in during] == [f"m{n}" for n in range(5, 12)]
         assert all(f["sequence"] is None and f["messageId"].startswith(f"{ROOM}-a-") for f in during)
         assert nothing_more(remote)
-        assert health(a, True)[1]["bus"]["notCrossed"] == 7
+        assert a.health(True)[1]["bus"]["notCrossed"] == 7
 
         redis.start()
-        wait_until(lambda: health(a) == (200, {"status": "healthy"}) and health(b) == (200, {"status": "healthy"}),
+        wait_until(lambda: a.health() == (200, {"status": "healthy"}) and b.health() == (200, {"status": "healthy"}),
                    timeout=15, message="both healthy again")
         for n in range(12, 15):
             send(n)
@@ -165,7 +126,7 @@ def test_redis_down_degrades_then_comes_back_with_exact_counts() -> None:
         assert [f["message"] for f in after_remote] == [f["message"] for f in after_local] == ["m12", "m13", "m14"]
         # A Redis that came back empty goes on from the numbers the instances had seen.
         assert after_local[0]["sequence"] > before[-1]["sequence"]
-        verbose = health(a, True)[1]["bus"]
+        verbose = a.health(True)[1]["bus"]
         assert (verbose["notCrossed"], verbose["publisher"], verbose["subscriber"]) == (7, "up", "up")
         assert a.process.stderr.wait_for(lambda line: "reachable again" in line and "7 messages" in line, 5)
 
@@ -174,17 +135,16 @@ def test_a_server_starts_degraded_without_redis_and_joins_when_it_comes() -> Non
     require()
     redis = RedisServer()  # not started yet
     with bus_server(redis, "a") as a:
-        status, body = health(a)
+        status, body = a.health()
         assert (status, body["status"]) == (200, "degraded")
         try:
             redis.start()
-            wait_until(lambda: health(a) == (200, {"status": "healthy"}), timeout=15, message="healthy")
+            wait_until(lambda: a.health() == (200, {"status": "healthy"}), timeout=15, message="healthy")
         finally:
             redis.stop()
 
 
 def test_bus_needs_broadcast_mode() -> None:
-    from tests.support.processes import run_server_to_exit
     result = run_server_to_exit("--bus", "redis://127.0.0.1:6379/0")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].endswith("--bus needs --mode broadcast: in echo mode no message "
@@ -195,10 +155,10 @@ def test_bus_needs_broadcast_mode() -> None:
 
 def test_messages_in_flight_when_redis_hangs_reach_the_local_members_and_are_counted() -> None:
     with redis_server() as redis, bus_server(redis, "a") as a, ExitStack() as stack:
-        wait_until(lambda: health(a) == (200, {"status": "healthy"}), message="healthy")
+        wait_until(lambda: a.health() == (200, {"status": "healthy"}), message="healthy")
         sender = stack.enter_context(connected(f"{a.url}/chat/{ROOM}"))
         local = stack.enter_context(connected(f"{a.url}/chat/{ROOM}"))
-        wait_until(lambda: health(a, True)[1]["rooms"] == {str(ROOM): 2}, message="members joined")
+        wait_until(lambda: a.health(True)[1]["rooms"] == {str(ROOM): 2}, message="members joined")
         redis.pause()
         # Replies never wait for the bus; the messages wait in the publisher until Redis
         # is given up on, then go to the local member, outside the room's order.
@@ -207,7 +167,7 @@ def test_messages_in_flight_when_redis_hangs_reach_the_local_members_and_are_cou
         local.settimeout(BUS.socket_timeout + 5)
         got = frames(local, 3)
         assert [(f["message"], f["sequence"]) for f in got] == [("m0", None), ("m1", None), ("m2", None)]
-        assert health(a)[1]["status"] == "degraded"
+        assert a.health()[1]["status"] == "degraded"
         redis.restart()
-        wait_until(lambda: health(a) == (200, {"status": "healthy"}), timeout=15, message="healthy again")
-        assert health(a, True)[1]["bus"]["notCrossed"] == 3
+        wait_until(lambda: a.health() == (200, {"status": "healthy"}), timeout=15, message="healthy again")
+        assert a.health(True)[1]["bus"]["notCrossed"] == 3

@@ -7,13 +7,17 @@ commands that end by themselves (errors, ``--help``, a whole client run) through
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
+import urllib.error
+import urllib.request
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from chatflow.server.process import START_TIMEOUT, ServerProcess, local_server_command
 from tests.support.network import LOCALHOST
@@ -37,6 +41,16 @@ class ListeningServer:
     @property
     def url(self) -> str:
         return f"ws://{LOCALHOST}:{self.chat_port}"
+
+    def health(self, verbose: bool = False) -> tuple[int, dict[str, Any]]:
+        """``GET /health`` (``?verbose``): its HTTP status and its JSON, whatever the status."""
+        url = f"http://{LOCALHOST}:{self.health_port}/health{'?verbose' if verbose else ''}"
+        try:
+            with urllib.request.urlopen(url, timeout=DEFAULT_TIMEOUT) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, json.loads(error.read())
 
 
 def server_command(*args: str) -> list[str]:

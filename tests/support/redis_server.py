@@ -1,25 +1,21 @@
 """A real redis-server of the test's own, on a free loopback port, with nothing saved.
 
-Debian's ``redis-server`` package provides it. Where it is missing the tests that need it
-skip with the reason, unless ``$CHATFLOW_REQUIRE_REDIS`` is 1 (CI sets it, and installs
-the package), where a missing server fails them instead.
+Debian's ``redis-server`` package provides it; where it is missing the tests that need it
+skip, or fail in CI (``tests.support.services``).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 import redis
 
 from chatflow.server.process import ServerProcess
+from tests.support import services
 from tests.support.network import LOCALHOST, free_port
 
-REQUIRE_VARIABLE = "CHATFLOW_REQUIRE_REDIS"
 EXECUTABLE = "redis-server"
 #: How long a redis-server may take to accept connections.
 START_TIMEOUT = 10.0
@@ -27,18 +23,12 @@ START_TIMEOUT = 10.0
 
 def missing() -> str | None:
     """Why no redis-server can run here, or None."""
-    if shutil.which(EXECUTABLE) is None:
-        return f"{EXECUTABLE} is not installed (Debian: apt-get install redis-server)"
-    return None
+    return services.missing(EXECUTABLE, "redis-server")
 
 
 def require() -> None:
     """Skip the calling test where there is no redis-server, or fail where one is required."""
-    reason = missing()
-    if reason is not None:
-        if os.environ.get(REQUIRE_VARIABLE) == "1":
-            pytest.fail(f"{reason}, and ${REQUIRE_VARIABLE}=1")
-        pytest.skip(reason)
+    services.require(EXECUTABLE, "redis-server")
 
 
 class RedisServer:
