@@ -38,10 +38,7 @@ def render(config: str, listen_port: int, upstream_ports: Sequence[int]) -> str:
     config = config[:servers[0].start()] + lines + config[servers[-1].end():]
     if len(_UPSTREAM_SERVER.findall(config)) != len(upstream_ports):
         raise ValueError("the upstream's server lines are not together")
-    config = _LISTEN.sub(lambda m: f"{m.group(1)}listen {LOCALHOST}:{listen_port}", config)
-    # Its temporary files under its prefix, not in the system's folders.
-    temp = "".join(f"    {kind}_temp_path {kind}_temp;\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    return config.replace("http {\n", "http {\n" + temp, 1)
+    return _LISTEN.sub(lambda m: f"{m.group(1)}listen {LOCALHOST}:{listen_port}", config)
 
 
 @contextmanager

@@ -9,7 +9,11 @@ kernel buffers, not this process's memory (docs/reliability.md).
 from __future__ import annotations
 
 import collections
+import itertools
 import socket
+
+#: Buffers one ``sendmsg`` takes at most (Linux's IOV_MAX).
+MAX_BUFFERS = 1024
 
 
 class OutputBuffer:
@@ -39,6 +43,8 @@ class OutputBuffer:
 
     def append(self, data: bytes | memoryview, now: float | None = None) -> None:
         """Queue ``data``; ``now`` restarts the write timeout's clock (a partial send)."""
+        if not data:
+            return
         self._chunks.append(memoryview(data))
         self.size += len(data)
         if now is not None:
@@ -49,18 +55,27 @@ class OutputBuffer:
         self._eof_pending = True
 
     def write_to(self, sock: socket.socket, now: float) -> None:
-        """Write as much as the socket takes now; raises OSError if the client is gone."""
+        """Write as much as the socket takes now; raises OSError if the client is gone.
+
+        Every waiting chunk in one system call (``sendmsg``, gathering them): a broadcast
+        member has a frame per message of its room waiting, and a call each would cost
+        the server more than the frames themselves (docs/broadcast.md#how-it-is-built)."""
         chunks = self._chunks
         try:
             while chunks:
-                chunk = chunks[0]
-                sent = sock.send(chunk)
+                batch = chunks if len(chunks) <= MAX_BUFFERS else list(itertools.islice(chunks, MAX_BUFFERS))
+                sent = sock.sendmsg(batch) if len(batch) > 1 else sock.send(batch[0])
+                if not sent:
+                    return
                 self.size -= sent
                 self.last_write = now
-                if sent < len(chunk):
-                    chunks[0] = chunk[sent:]
-                    return
-                chunks.popleft()
+                while sent:
+                    chunk = chunks[0]
+                    if sent < len(chunk):
+                        chunks[0] = chunk[sent:]
+                        return  # the socket took what it could
+                    sent -= len(chunk)
+                    chunks.popleft()
             if self._eof_pending and not self._eof_sent:
                 self._eof_pending = False
                 self._eof_sent = True
