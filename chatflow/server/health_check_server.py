@@ -2,7 +2,8 @@
 
 ``GET /health`` answers exactly SPEC's ``{"status":"healthy"}``; ``GET /health?verbose``
 adds what the server reports of itself (open connections, connections per room), as
-``/healthz?verbose`` does on a Kubernetes API server (docs/server-design.md).
+``/healthz?verbose`` does on a Kubernetes API server (docs/server-design.md). A server that
+knows itself broken (a worker process gone, docs/workers.md) answers 503 instead.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ VERBOSE = "verbose"
 #: What ``?verbose`` adds to the status: figures of the server, read from the health
 #: endpoint's threads, so they must be safe to read from any thread.
 Details = Callable[[], Mapping[str, object]]
+#: What makes the server unhealthy now: None while it is healthy, else the fields its 503
+#: body adds to ``"status":"unhealthy"``; read from the endpoint's threads, as ``Details``.
+Problem = Callable[[], Mapping[str, object] | None]
 
 
 class _HealthRequestHandler(BaseHTTPRequestHandler):
@@ -43,11 +47,16 @@ class _HealthRequestHandler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.NOT_FOUND, b'{"status":"not found"}', send_body)
             return
         details = self.server.details
-        if details is None or VERBOSE not in parse_qs(url.query, keep_blank_values=True):
+        problem = self.server.problem() if self.server.problem is not None else None
+        verbose = details is not None and VERBOSE in parse_qs(url.query, keep_blank_values=True)
+        if problem is None and not verbose:
             self._send(HTTPStatus.OK, HEALTHY_BODY, send_body)
             return
-        body = json.dumps({"status": "healthy", **details()}, separators=(",", ":")).encode()
-        self._send(HTTPStatus.OK, body, send_body)
+        fields = {"status": "healthy"} if problem is None else {"status": "unhealthy", **problem}
+        if verbose:
+            fields.update(details())
+        body = json.dumps(fields, separators=(",", ":")).encode()
+        self._send(HTTPStatus.OK if problem is None else HTTPStatus.SERVICE_UNAVAILABLE, body, send_body)
 
     def _not_allowed(self) -> None:
         # The request body is never read, so the connection cannot be reused.
@@ -82,21 +91,25 @@ class _HealthRequestHandler(BaseHTTPRequestHandler):
 class _HealthHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], idle_timeout: float, details: Details | None) -> None:
+    def __init__(self, address: tuple[str, int], idle_timeout: float, details: Details | None,
+                 problem: Problem | None) -> None:
         self.idle_timeout = idle_timeout
         self.details = details
+        self.problem = problem
         super().__init__(address, _HealthRequestHandler)
 
 
 class HealthCheckServer:
-    """``GET /health`` → 200 ``{"status":"healthy"}``; binds in ``start()``."""
+    """``GET /health`` → 200 ``{"status":"healthy"}`` (503 while ``problem`` says why not); binds in ``start()``."""
 
-    def __init__(self, *, host: str, port: int, idle_timeout: float, details: Details | None = None) -> None:
+    def __init__(self, *, host: str, port: int, idle_timeout: float, details: Details | None = None,
+                 problem: Problem | None = None) -> None:
         self.host = host
         self.port = port
         #: A connection that has not sent a whole request for this long is closed.
         self.idle_timeout = idle_timeout
         self.details = details
+        self.problem = problem
         self._httpd: _HealthHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -106,7 +119,7 @@ class HealthCheckServer:
         return self._httpd.server_address[:2]
 
     def start(self) -> None:
-        self._httpd = _HealthHTTPServer((self.host, self.port), self.idle_timeout, self.details)
+        self._httpd = _HealthHTTPServer((self.host, self.port), self.idle_timeout, self.details, self.problem)
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="HealthCheckServer", daemon=True)
         self._thread.start()
 
