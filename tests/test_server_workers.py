@@ -195,3 +195,13 @@ def test_add_up_sums_numbers_and_mappings_key_by_key() -> None:
     assert add_up(figures) == {"connections": 3, "rooms": {1: 1, 3: 2}, "broadcast": {"delivered": 7, "evicted": 1}}
     assert list(add_up(figures)["rooms"]) == [1, 3]
     assert add_up([]) == {}
+
+
+def test_workers_stop_when_the_supervisor_is_killed(workers: ListeningServer) -> None:
+    """Their pipes to it close: each stops as on SIGTERM, its clients told 1001."""
+    with contextlib.ExitStack() as stack:
+        opened, _ = spread_over_workers(workers, stack)
+        pids = worker_pids(workers)
+        os.kill(workers.process.pid, signal.SIGKILL)
+        assert {receive_close(ws)[0] for ws in opened} == {1001}
+    wait_until(lambda: all(gone(pid) for pid in pids), timeout=STOP_BOUND, message="every worker gone")
