@@ -293,42 +293,48 @@ def _drain(sock: socket.socket) -> None:
 def supervise(config: ServerConfig) -> int:
     """``run_server.py --workers N`` (N > 1): the port held, the workers started, the health
     endpoint served, until SIGTERM or SIGINT; then every worker stopped. The exit status."""
-    stop = threading.Event()
-    wake, wake_writer = socket.socketpair()
-    for end in (wake, wake_writer):
-        end.setblocking(False)
-    # The signal's number is written to wake_writer, so that the watch wakes up at once.
-    signal.set_wakeup_fd(wake_writer.fileno())
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     try:
         reservation = reserve_port(config.host, config.port)
     except OSError as exc:
         cannot_listen("WebSocket", config.host, config.port, exc)
         return 1
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    wake, wake_writer = socket.socketpair()
+    for end in (wake, wake_writer):
+        end.setblocking(False)
+    with reservation, wake, wake_writer:
+        # A signal's number is written to wake_writer, so that the watch wakes up at once.
+        previous = signal.set_wakeup_fd(wake_writer.fileno())
+        try:
+            return _serve(config, reservation.getsockname()[:2], stop, wake)
+        finally:
+            signal.set_wakeup_fd(previous)
+
+
+def _serve(config: ServerConfig, address: tuple[str, int], stop: threading.Event, wake: socket.socket) -> int:
     pool = WorkerPool(config)
     health = HealthCheckServer(host=config.host, port=config.health_port, idle_timeout=config.health_idle_timeout,
                                details=pool.details, problem=pool.problem)
-    with reservation, wake, wake_writer:
-        try:
-            pool.start(reservation.getsockname()[1])
-        except WorkerError as exc:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            pool.stop()
-            return 1
-        try:
-            health.start()
-        except OSError as exc:
-            cannot_listen("health", config.host, config.health_port, exc)
-            pool.stop()
-            return 1
-        what = f"WebSocket {endpoint(config)} in {config.workers} worker processes"
-        lifecycle_log.info(listening.line(what, "ws", *reservation.getsockname()[:2]))
-        lifecycle_log.info(listening.line("health endpoint", "http", *health.address, path="/health"))
-        pool.watch(stop, wake)
-        lifecycle_log.info("shutting down: closing connections with 1001")
+    try:
+        pool.start(address[1])
+    except WorkerError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         pool.stop()
-        health.stop()
-        signal.set_wakeup_fd(-1)
+        return 1
+    try:
+        health.start()
+    except OSError as exc:
+        cannot_listen("health", config.host, config.health_port, exc)
+        pool.stop()
+        return 1
+    what = f"WebSocket {endpoint(config)} in {config.workers} worker processes"
+    lifecycle_log.info(listening.line(what, "ws", *address))
+    lifecycle_log.info(listening.line("health endpoint", "http", *health.address, path="/health"))
+    pool.watch(stop, wake)
+    lifecycle_log.info("shutting down: closing connections with 1001")
+    pool.stop()
+    health.stop()
     lifecycle_log.info("stopped")
     return 0
