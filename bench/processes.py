@@ -19,6 +19,7 @@ import datetime
 import json
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench import doc
@@ -43,6 +44,13 @@ def order(values: list[int], round_number: int) -> list[int]:
     return values if round_number % 2 else values[::-1]
 
 
+def interleaved(values: list[int], rounds: int) -> Iterator[tuple[int, int]]:
+    """Each round's number and each value in it, in ``order``."""
+    for round_number in range(1, rounds + 1):
+        for value in order(values, round_number):
+            yield round_number, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument("--java", type=Path, default=JAVA_DEFAULT, metavar="DIR",
@@ -64,30 +72,39 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now().isoformat(timespec="seconds")
     with tempfile.TemporaryDirectory(prefix="chatflow-processes-") as scratch:
         index = 0
-        for round_number in range(1, args.rounds + 1):
-            for n in order(counts, round_number):
-                client = CommandTemplate(f"{PYTHON_CLIENT} --processes {n}")
-                sides = Sides("Java", java_server, client, python_client_template())
-                # "o" + server: the other client (here ChatFlow's with --processes n) against
-                # ChatFlow's server ("p") and the Java original's ("o").
-                for server in ("p", "o"):
-                    index += 1
-                    entry = PairingRunner(experiment, sides, Path(scratch) / f"n{n}").run("o" + server, round_number,
-                                                                                         index)
-                    run = {"processes": n, "server": "Python" if server == "p" else "Java",
-                           "round": round_number, "ok": entry["ok"], "error": entry["error"],
-                           **figures_of(entry["figures"] or {})}
-                    runs.append(run)
-                    print(_row(run), flush=True)
+        for round_number, n in interleaved(counts, args.rounds):
+            client = CommandTemplate(f"{PYTHON_CLIENT} --processes {n}")
+            sides = Sides("Java", java_server, client, python_client_template())
+            # "o" + server: the other client (here ChatFlow's with --processes n) against
+            # ChatFlow's server ("p") and the Java original's ("o").
+            for server in ("p", "o"):
+                index += 1
+                entry = PairingRunner(experiment, sides, Path(scratch) / f"n{n}").run("o" + server, round_number, index)
+                run = run_entry(entry, processes=n, server="Python" if server == "p" else "Java")
+                runs.append(run)
+                print(_row(run), flush=True)
     summary = summarise(runs, counts)
     print(format_table(summary))
-    report = {"command": COMMAND, "created": started, "messages": args.messages, "rounds": args.rounds,
-              "runs": runs, "summary": summary, "environment": environment()}
-    path = write_results(report, RESULTS_DIR, "processes")
-    print(f"\nSaved {path}")
+    report = save_sitting(COMMAND, started, args, runs, summary, "processes")
     if args.messages == LoadTestConfig.messages:
         publish(report)
     return 0 if all(run["ok"] for run in runs) else 1
+
+
+def run_entry(entry: dict, **labels: object) -> dict:
+    """A run of the sitting: what it ran (``labels``), its round, ok or why not, its SHOWN figures."""
+    return {**labels, "round": entry["round"], "ok": entry["ok"], "error": entry["error"],
+            **figures_of(entry["figures"] or {})}
+
+
+def save_sitting(command: str, started: str, args: argparse.Namespace, runs: list[dict], summary: list[dict],
+                 name: str) -> dict:
+    """The sitting's report (its runs, their summary, the machine), saved under bench/results/."""
+    report = {"command": command, "created": started, "messages": args.messages, "rounds": args.rounds,
+              "runs": runs, "summary": summary, "environment": environment()}
+    path = write_results(report, RESULTS_DIR, name)
+    print(f"\nSaved {path}")
+    return report
 
 
 def figures_of(figures: dict) -> dict:
@@ -139,16 +156,25 @@ def page(report: dict) -> list[str]:
                  *(results.format_spread(row[key], digits) for key, _, digits in SHOWN)]
         rows.append(cells)
     lines += doc.table(["server", "--processes", *(label for _, label, _ in SHOWN)], rows, "lr" + "r" * len(SHOWN))
-    failed = [run for run in report["runs"] if not run["ok"]]
-    if failed:
-        lines += ["", "Failed runs:", "", *(f"- {_row(run)}" for run in failed)]
-    return lines
+    return lines + failures(report["runs"], _row)
 
 
 def _row(run: dict) -> str:
+    return run_line(run, f"--processes {run['processes']} → {run['server']}")
+
+
+def run_line(run: dict, what: str) -> str:
+    """A run in one line, as the console and a page's failures show it: its round, ``what``
+    ran, its figures, ok or why not."""
     figures = "  ".join(f"{label} {run[key]:,.{digits}f}" for key, label, digits in SHOWN if run[key] is not None)
     status = "ok" if run["ok"] else f"FAILED: {run['error']}"
-    return f"r{run['round']} --processes {run['processes']} → {run['server']}: {figures}  [{status}]"
+    return f"r{run['round']} {what}: {figures}  [{status}]"
+
+
+def failures(runs: list[dict], line: Callable[[dict], str]) -> list[str]:
+    """A page's list of the runs that failed, each as ``line`` shows it; nothing when none did."""
+    failed = [run for run in runs if not run["ok"]]
+    return ["", "Failed runs:", "", *(f"- {line(run)}" for run in failed)] if failed else []
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 from chatflow.server.broadcast import BroadcastChat
 from chatflow.server.bus import RedisBus
 from chatflow.server.config import DEFAULTS, BusSettings
-from chatflow.server.main import connect_bus
+from chatflow.server.main import bus_of
 from tests.support.clients import connected, round_trip
 from tests.support.messages import chat_message_json
 from tests.support.processes import run_server_to_exit
@@ -46,7 +46,7 @@ def instance(url: str, name: str) -> Iterator[Instance]:
     chat = BroadcastChat(max_rooms=DEFAULTS.max_rooms, instance_id=name, member_backlog=DEFAULTS.member_backlog)
     config = dataclasses.replace(DEFAULTS, bus=url, bus_settings=FAST)
     with serving(chat) as running:
-        bus = connect_bus(config, chat, running.server)
+        bus = bus_of(config, chat, running.server)
         bus.start()
         try:
             wait_until(lambda: bus.problem() is None, message=f"{name} on the bus", describe=bus.status)
@@ -171,3 +171,31 @@ def test_messages_in_flight_when_redis_hangs_reach_the_local_members_and_are_cou
         redis.restart()
         wait_until(lambda: a.health() == (200, {"status": "healthy"}), timeout=15, message="healthy again")
         assert a.health(True)[1]["bus"]["notCrossed"] == 3
+
+
+def test_worker_processes_share_a_room_through_the_bus() -> None:
+    with redis_server() as redis, bus_server(redis, "w", "--workers", "2") as server, ExitStack() as stack:
+        url = f"{server.url}/chat/{ROOM}"
+
+        def per_worker() -> list[int]:
+            return [row.get("rooms", {}).get(str(ROOM), 0) for row in server.health(True)[1]["workers"]]
+
+        members = []
+        for _ in range(100):  # the kernel spreads connections by their ports' hash
+            members.append(stack.enter_context(connected(url)))
+            counts = wait_until(lambda: (lambda c: c if sum(c) == len(members) else None)(per_worker()),
+                                message="joined")
+            if len(members) >= 2 and min(counts) >= 1:
+                break
+        assert min(per_worker()) >= 1
+        sender = stack.enter_context(connected(url))
+        for n in range(10):
+            assert send_for_reply(sender, f"m{n}", [])["status"] == "success"
+        orders = {tuple((f["message"], f["sequence"]) for f in frames(member, 10)) for member in members}
+        assert len(orders) == 1 and [m for m, _ in next(iter(orders))] == [f"m{n}" for n in range(10)]
+        assert server.health() == (200, {"status": "healthy"})
+        redis.stop()
+        both = ("worker 0: bus", "worker 1: bus")
+        status, body = wait_until(lambda: (lambda h: h if all(w in h[1].get("reason", "") for w in both) else None)(
+            server.health()), message="both workers degraded")
+        assert (status, body["status"]) == (200, "degraded")

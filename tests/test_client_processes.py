@@ -26,21 +26,13 @@ from chatflow.client.summary import format_summary, verdict
 from chatflow.client.workers import MultiProcessLoadTest, spread
 from chatflow.metrics import CSV_HEADER, WORKER_LOST, MetricRecord, Status
 from tests.support.client_runs import BackgroundRun, assert_no_traceback, figure
-from tests.support.processes import REPO_ROOT, RUN_CLIENT, run_client, server_process
+from tests.support.processes import REPO_ROOT, RUN_CLIENT, gone, run_client, server_process
 from tests.support.servers import RecordingChatHandler, serving
 from tests.support.waiting import wait_until
 
 PROBE = 5
 #: What the probe sends before it measures (``chatflow.client.probe``).
 PROBE_WARMING = 10
-
-
-def gone(pid: int) -> bool:
-    """The process has ended (reaped, or a zombie waiting to be)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def csv_final_rows(path: Path) -> list[list[str]]:

@@ -101,3 +101,21 @@ def test_stop_releases_the_port() -> None:
     server.stop()
     with pytest.raises(ConnectionRefusedError):
         request(port, "GET", "/health")
+
+
+def test_a_problem_turns_the_answer_503_with_its_fields_and_verbose_adds_the_details() -> None:
+    problem: dict | None = {"status": "unhealthy", "workers_down": [{"index": 1}]}
+    server = HealthCheckServer(host=LOCALHOST, port=0, idle_timeout=DEFAULTS.health_idle_timeout,
+                               details=lambda: {"connections": 0}, problem=lambda: problem)
+    server.start()
+    try:
+        port = server.address[1]
+        response, body = request(port, "GET", "/health")
+        assert (response.status, body) == (503, b'{"status":"unhealthy","workers_down":[{"index":1}]}')
+        assert response.getheader("Content-Type") == "application/json"
+        response, body = request(port, "GET", "/health?verbose")
+        assert (response.status, body) == (503, b'{"status":"unhealthy","workers_down":[{"index":1}],"connections":0}')
+        problem = None
+        assert request(port, "GET", "/health")[1] == b'{"status":"healthy"}'
+    finally:
+        server.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import json
 import signal
 import socket
 from collections.abc import Iterator
@@ -11,9 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.clients import connected, receive_close, round_trip
+from tests.support.health import get_health
 from tests.support.messages import chat_message_json
 from tests.support.network import LOCALHOST
-from tests.support.processes import run_server_to_exit, server_process
+from tests.support.processes import assert_usage_error, run_server_to_exit, server_process
 from tests.support.waiting import DEFAULT_TIMEOUT, wait_until
 
 
@@ -22,15 +22,6 @@ def busy_port() -> Iterator[int]:
     """A port with a listener on it, so that binding it fails."""
     with socket.create_server((LOCALHOST, 0)) as listener:
         yield listener.getsockname()[1]
-
-
-def assert_usage_error(stderr: str, starts_with: str) -> None:
-    """argparse's usage, then exactly one error line, and no traceback."""
-    assert "Traceback" not in stderr
-    assert stderr.startswith("usage: chatflow-server ")
-    errors = [line for line in stderr.splitlines() if ": error:" in line]
-    assert errors == [stderr.splitlines()[-1]], stderr
-    assert errors[0].startswith(starts_with), stderr
 
 
 def test_serves_chat_and_health_on_the_ports_it_reports() -> None:
@@ -49,14 +40,9 @@ def test_serves_chat_and_health_on_the_ports_it_reports() -> None:
 
 
 def health_body(port: int, path: str) -> dict:
-    health = http.client.HTTPConnection(LOCALHOST, port, timeout=DEFAULT_TIMEOUT)
-    try:
-        health.request("GET", path)
-        response = health.getresponse()
-        assert response.status == 200
-        return json.loads(response.read())
-    finally:
-        health.close()
+    status, body = get_health(port, path)
+    assert status == 200
+    return body
 
 
 def test_verbose_health_reports_the_connections_in_each_room() -> None:

@@ -72,6 +72,8 @@ class Sides:
     other_server: CommandTemplate
     other_client: CommandTemplate
     python_client: CommandTemplate
+    #: Options after ChatFlow's server command (``--workers 2``: bench.workers).
+    python_server_args: tuple[str, ...] = ()
 
 
 class RunError(Exception):
@@ -200,8 +202,8 @@ class PairingRunner:
         name = self.side_name(side)
         try:
             if side == PYTHON:
-                process = ServerProcess(local_server_command(), cwd=directory, env={**os.environ, **python_env()},
-                                        log_path=directory / "server.log")
+                process = ServerProcess(local_server_command(*self.sides.python_server_args), cwd=directory,
+                                        env={**os.environ, **python_env()}, log_path=directory / "server.log")
             else:
                 port, health_port = free_ports(2)
                 command = self.sides.other_server.fill(self._values(port, health_port))

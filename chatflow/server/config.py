@@ -83,6 +83,14 @@ class ServerConfig:
     shutdown_grace: float = 2.0
     #: The health endpoint closes a connection idle (or mid-request) this long.
     health_idle_timeout: float = 10.0
+    #: Server processes sharing the WebSocket port, one health endpoint for all of them
+    #: (docs/workers.md); 1: this process alone serves both.
+    workers: int = 1
+    #: How long a worker may take to listen, and to answer the health endpoint's question.
+    worker_start_timeout: float = 20.0
+    worker_answer_timeout: float = 1.0
+    #: How long, beyond ``shutdown_grace``, stopping waits for the workers before it kills them.
+    worker_stop_margin: float = 3.0
 
 
 MODES = ("echo", "broadcast")

@@ -4,7 +4,8 @@
 adds what the server reports of itself (open connections, connections per room), as
 ``/healthz?verbose`` does on a Kubernetes API server (docs/server-design.md). A server
 that is not wholly well says so (``Problem``): ``degraded`` with HTTP 200 while it still
-serves its clients, ``unhealthy`` with 503 when it cannot.
+serves its clients (its bus is down, docs/broadcast.md), ``unhealthy`` with 503 when it
+knows itself broken (a worker process gone, docs/workers.md).
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ VERBOSE = "verbose"
 #: What ``?verbose`` adds to the status: figures of the server, read from the health
 #: endpoint's threads, so they must be safe to read from any thread.
 Details = Callable[[], Mapping[str, object]]
-#: What is wrong with the server now, or None when nothing is: ``(status, reason)``, the
-#: status ``DEGRADED`` or ``UNHEALTHY``. Called from the endpoint's threads.
-Problem = Callable[[], "tuple[str, str] | None"]
+#: What is wrong with the server now: None while nothing is, else the answer's fields,
+#: ``status`` first (``DEGRADED`` or ``UNHEALTHY``); read from the endpoint's threads.
+Problem = Callable[[], Mapping[str, object] | None]
 DEGRADED, UNHEALTHY = "degraded", "unhealthy"
 
 
@@ -48,16 +49,18 @@ class _HealthRequestHandler(BaseHTTPRequestHandler):
         if url.path != HEALTH_PATH:
             self._send(HTTPStatus.NOT_FOUND, b'{"status":"not found"}', send_body)
             return
-        details, problem = self.server.details, self.server.problem
-        wrong = None if problem is None else problem()
+        details = self.server.details
+        problem = self.server.problem() if self.server.problem is not None else None
         verbose = details is not None and VERBOSE in parse_qs(url.query, keep_blank_values=True)
-        if wrong is None and not verbose:
+        if problem is None and not verbose:
             self._send(HTTPStatus.OK, HEALTHY_BODY, send_body)
             return
-        state = {"status": "healthy"} if wrong is None else {"status": wrong[0], "reason": wrong[1]}
-        code = HTTPStatus.SERVICE_UNAVAILABLE if wrong is not None and wrong[0] == UNHEALTHY else HTTPStatus.OK
-        body = json.dumps({**state, **(details() if verbose else {})}, separators=(",", ":")).encode()
-        self._send(code, body, send_body)
+        fields = dict(problem) if problem is not None else {"status": "healthy"}
+        if verbose:
+            fields.update(details())
+        body = json.dumps(fields, separators=(",", ":")).encode()
+        unhealthy = problem is not None and problem["status"] == UNHEALTHY
+        self._send(HTTPStatus.SERVICE_UNAVAILABLE if unhealthy else HTTPStatus.OK, body, send_body)
 
     def _not_allowed(self) -> None:
         # The request body is never read, so the connection cannot be reused.
@@ -101,7 +104,7 @@ class _HealthHTTPServer(ThreadingHTTPServer):
 
 
 class HealthCheckServer:
-    """``GET /health`` → 200 ``{"status":"healthy"}``; binds in ``start()``."""
+    """``GET /health`` → 200 ``{"status":"healthy"}`` (503 while ``problem`` says why not); binds in ``start()``."""
 
     def __init__(self, *, host: str, port: int, idle_timeout: float, details: Details | None = None,
                  problem: Problem | None = None) -> None:

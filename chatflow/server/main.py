@@ -1,4 +1,5 @@
-"""``run_server.py`` / ``chatflow-server``: both listeners in one process, until a signal."""
+"""``run_server.py`` / ``chatflow-server``: both listeners in one process, until a signal
+(with ``--workers N``, N processes supervised by this one: ``chatflow.server.workers``)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from chatflow.server.chat_websocket_server import ChatWebSocketServer
 from chatflow.server.config import DEFAULTS, ECHO_LIMITS, MODES, ServerConfig, ServerLimits
 from chatflow.server.echo_handler import EchoHandler
 from chatflow.server.health_check_server import DEGRADED, HealthCheckServer
-from chatflow.server.transport import WebSocketServer
+from chatflow.server.transport import Handler, WebSocketServer
 
 log = logging.getLogger("chatflow.server")
 #: Start and stop lines: shown at every --log-level, since with --port 0 they are the
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default %(default)s)")
     parser.add_argument("--bus", type=redis_url, default=d.bus, metavar="redis://HOST:PORT/DB",
                         help="broadcast: share the rooms with every instance on this Redis (docs/broadcast.md)")
+    parser.add_argument("--workers", type=whole_number(1), default=d.workers, metavar="N",
+                        help="server processes sharing the WebSocket port (SO_REUSEPORT), each with its own "
+                             "selector thread, one health endpoint for all (default %(default)s: this process)")
     parser.add_argument("--echo", action="store_true",
                         help="echo every message back unchanged instead of chat, on every path, "
                              "with limits that admit 16 MiB messages: the endpoint a WebSocket "
@@ -88,25 +92,30 @@ def limits_from(args: argparse.Namespace) -> ServerLimits:
     return dataclasses.replace(limits, **overrides)
 
 
-def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> ServerConfig:
-    """The configuration the command line asks for; a contradiction in it is a usage
-    error of ``parser`` (when given), else a ValueError."""
-    if args.bus is not None and (args.mode != "broadcast" or args.echo):
-        problem = "--bus needs --mode broadcast: in echo mode no message leaves its sender's connection"
-        if parser is not None:
-            parser.error(problem)
-        raise ValueError(problem)
+def config_from(args: argparse.Namespace) -> ServerConfig:
     return dataclasses.replace(
         DEFAULTS, host=args.host, port=args.port, health_port=args.health_port, max_rooms=args.max_rooms,
         echo=args.echo, log_level=args.log_level, limits=limits_from(args), mode=args.mode,
-        instance_id=args.instance_id, member_backlog=args.member_backlog, bus=args.bus,
+        instance_id=args.instance_id, member_backlog=args.member_backlog, workers=args.workers, bus=args.bus,
     )
 
 
-def configure_logging(level: str) -> None:
+def refusal(args: argparse.Namespace) -> str | None:
+    """Why these options cannot run together, or None."""
+    broadcast = args.mode == "broadcast" and not args.echo
+    if args.bus is not None and not broadcast:
+        return "--bus needs --mode broadcast: in echo mode no message leaves its sender's connection"
+    if args.workers > 1 and broadcast and args.bus is None:
+        return (f"--workers {args.workers} with --mode broadcast needs --bus: members in different workers "
+                "would not see each other's messages")
+    return None
+
+
+def configure_logging(level: str, tag: str = "") -> None:
+    """Log lines to stderr; ``tag`` (a worker's ``[w1] ``) goes before each logger's name."""
     logging.basicConfig(
         level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)-7s {tag}%(name)s: %(message)s",
         stream=sys.stderr,
     )
     # The protocol library logs every connection's opening and closing at INFO.
@@ -114,16 +123,30 @@ def configure_logging(level: str) -> None:
     lifecycle_log.setLevel(logging.INFO)
 
 
+def instance_name(config: ServerConfig) -> str:
+    """This instance's name in broadcast frames: ``--instance-id``, or host name and process id."""
+    return config.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
 def chat_handler(config: ServerConfig) -> ChatWebSocketServer:
     """The chat application of ``config.mode``."""
     if config.mode == "broadcast":
-        instance = config.instance_id or f"{socket.gethostname()}-{os.getpid()}"
-        return BroadcastChat(max_rooms=config.max_rooms, instance_id=instance, member_backlog=config.member_backlog)
+        return BroadcastChat(max_rooms=config.max_rooms, instance_id=instance_name(config),
+                             member_backlog=config.member_backlog)
     return ChatWebSocketServer(max_rooms=config.max_rooms)
 
 
-def connect_bus(config: ServerConfig, chat: BroadcastChat, websocket: WebSocketServer) -> RedisBus:
-    """The Redis bus of ``config.bus``, delivering on ``websocket``'s selector thread."""
+def handler_of(config: ServerConfig) -> tuple[ChatWebSocketServer | None, Handler]:
+    """The chat application (None with ``--echo``) and the handler the transport serves."""
+    chat = None if config.echo else chat_handler(config)
+    return chat, EchoHandler() if chat is None else chat
+
+
+def bus_of(config: ServerConfig, chat: ChatWebSocketServer | None, websocket: WebSocketServer) -> RedisBus | None:
+    """The Redis bus of ``config.bus`` for a broadcast ``chat``, delivering on ``websocket``'s
+    selector thread (started by the caller once the server listens); None without one."""
+    if config.bus is None or not isinstance(chat, BroadcastChat):
+        return None
     bus = RedisBus(config.bus, rooms=config.max_rooms, settings=config.bus_settings,
                    deliver=lambda crossings: websocket.call_soon(lambda: chat.on_bus(crossings)),
                    failed=lambda: websocket.call_soon(chat.on_bus_failed))
@@ -131,36 +154,54 @@ def connect_bus(config: ServerConfig, chat: BroadcastChat, websocket: WebSocketS
     return bus
 
 
+def details_of(websocket: WebSocketServer, chat: ChatWebSocketServer | None) -> dict[str, object]:
+    """``/health?verbose``: open connections, and for chat the connections per room (and
+    the broadcast mode's counts, and its bus's)."""
+    figures: dict[str, object] = {"connections": websocket.open_connections}
+    if chat is not None:
+        figures["rooms"] = chat.rooms.occupancy()
+    if isinstance(chat, BroadcastChat):
+        figures["broadcast"] = {"delivered": chat.delivered, "evicted": chat.evicted, "unordered": chat.unordered}
+        if chat.bus is not None:
+            figures["bus"] = chat.bus.status()
+    return figures
+
+
+def problem_of(bus: RedisBus | None) -> dict[str, object] | None:
+    """Redis out of reach: degraded, not down (docs/broadcast.md#when-redis-is-down)."""
+    reason = None if bus is None else bus.problem()
+    return None if reason is None else {"status": DEGRADED, "reason": reason}
+
+
+def endpoint(config: ServerConfig) -> str:
+    """What the WebSocket listener serves, as its listening line says."""
+    return "echo on every path" if config.echo else f"chat on /chat/{{roomId}} ({config.mode} mode)"
+
+
+def cannot_listen(name: str, host: str, port: int, exc: OSError) -> None:
+    """The one line a listener that cannot bind ends the server with."""
+    # strerror, not os.strerror(errno): a name lookup failure (gaierror) has
+    # a negative errno that os.strerror calls "Unknown error".
+    print(f"{PROG}: error: cannot listen for {name} on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    config = config_from(parser.parse_args(argv), parser)
+    args = parser.parse_args(argv)
+    if (reason := refusal(args)) is not None:
+        parser.error(reason)
+    config = config_from(args)
     configure_logging(config.log_level)
-    chat = None if config.echo else chat_handler(config)
-    handler = EchoHandler() if chat is None else chat
+    if config.workers > 1:
+        # Imported here: the workers' module builds each worker's server from this one's functions.
+        from chatflow.server.workers import supervise
+        return supervise(config)
+    chat, handler = handler_of(config)
     websocket = WebSocketServer(handler, host=config.host, port=config.port, limits=config.limits,
                                 shutdown_grace=config.shutdown_grace)
-    bus = None
-    if config.bus is not None and isinstance(chat, BroadcastChat):
-        bus = connect_bus(config, chat, websocket)
-
-    def details() -> dict[str, object]:
-        """``/health?verbose``: open connections, and for chat the connections per room."""
-        figures: dict[str, object] = {"connections": websocket.open_connections}
-        if chat is not None:
-            figures["rooms"] = chat.rooms.occupancy()
-        if isinstance(chat, BroadcastChat):
-            figures["broadcast"] = {"delivered": chat.delivered, "evicted": chat.evicted, "unordered": chat.unordered}
-        if bus is not None:
-            figures["bus"] = bus.status()
-        return figures
-
-    def problem() -> tuple[str, str] | None:
-        """Redis out of reach: degraded, not down (docs/broadcast.md#when-redis-is-down)."""
-        reason = None if bus is None else bus.problem()
-        return None if reason is None else (DEGRADED, reason)
-
+    bus = bus_of(config, chat, websocket)
     health = HealthCheckServer(host=config.host, port=config.health_port, idle_timeout=config.health_idle_timeout,
-                               details=details, problem=problem)
+                               details=lambda: details_of(websocket, chat), problem=lambda: problem_of(bus))
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -170,17 +211,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             server.start()
         except OSError as exc:
-            # strerror, not os.strerror(errno): a name lookup failure (gaierror) has
-            # a negative errno that os.strerror calls "Unknown error".
-            print(f"{PROG}: error: cannot listen for {name} on {config.host}:{bound}: {exc.strerror or exc}",
-                  file=sys.stderr)
+            cannot_listen(name, config.host, bound, exc)
             websocket.stop()
             return 1
     if bus is not None:
         bus.start()
 
-    mode = "echo on every path" if config.echo else f"chat on /chat/{{roomId}} ({config.mode} mode)"
-    lifecycle_log.info(listening.line(f"WebSocket {mode}", "ws", *websocket.address))
+    lifecycle_log.info(listening.line(f"WebSocket {endpoint(config)}", "ws", *websocket.address))
     lifecycle_log.info(listening.line("health endpoint", "http", *health.address, path="/health"))
 
     while not stop.wait(3600):

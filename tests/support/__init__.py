@@ -10,6 +10,7 @@
 - ``scripted_server``: a chat server that misbehaves on cue;
 - ``fault_proxy``: a seeded proxy that delays, drops and resets;
 - ``processes``: ``run_server.py`` and ``run_client.py`` as processes;
+- ``health``: the health endpoint asked over HTTP;
 - ``client_runs``: a load test in the background, and its printed summary read back;
 - ``comparison_data``: a plausible comparison.json for the report's tests;
 - ``browser``: a headless Chromium through Selenium, and when its tests skip or fail.

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from chatflow.server.process import START_TIMEOUT, ServerProcess, local_server_command
 from tests.support.network import LOCALHOST
 from tests.support.waiting import DEFAULT_TIMEOUT
@@ -100,3 +102,20 @@ def run_client(*args: str, timeout: float = RUN_TIMEOUT) -> subprocess.Completed
     """Run ``run_client.py args`` to its end."""
     return subprocess.run([sys.executable, str(RUN_CLIENT), *args], cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def gone(pid: int) -> bool:
+    """The process has ended (reaped, or a zombie waiting to be)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def assert_usage_error(stderr: str, starts_with: str) -> None:
+    """argparse's usage, then exactly one error line, and no traceback."""
+    assert "Traceback" not in stderr
+    assert stderr.startswith("usage: chatflow-server ")
+    errors = [line for line in stderr.splitlines() if ": error:" in line]
+    assert errors == [stderr.splitlines()[-1]], stderr
+    assert errors[0].startswith(starts_with), stderr

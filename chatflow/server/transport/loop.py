@@ -45,13 +45,16 @@ class WebSocketServer:
 
     ``start()`` binds in the caller's thread, so a port in use is an ``OSError`` there;
     ``stop()`` closes every connection with 1001 (going away) and waits for the thread.
+    With ``reuse_port`` the listener sets SO_REUSEPORT, so that the worker processes of
+    ``--workers`` each listen on the same port and the kernel spreads clients over them.
     """
 
     def __init__(self, handler: Handler, *, host: str, port: int, limits: ServerLimits,
-                 shutdown_grace: float) -> None:
+                 shutdown_grace: float, reuse_port: bool = False) -> None:
         self.handler = handler
         self.host = host
         self.port = port
+        self.reuse_port = reuse_port
         self.limits = limits
         self.shutdown_grace = shutdown_grace
         self._admission = Admission(limits.max_connections)
@@ -109,7 +112,7 @@ class WebSocketServer:
             pass
 
     def start(self) -> None:
-        self._listener = socket.create_server((self.host, self.port), backlog=1024)
+        self._listener = socket.create_server((self.host, self.port), backlog=1024, reuse_port=self.reuse_port)
         self._listener.setblocking(False)
         self._wakeup_r.setblocking(False)
         self._wakeup_w.setblocking(False)
