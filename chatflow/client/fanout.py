@@ -192,9 +192,10 @@ class FanoutTracker:
         self._pending: dict[DeliveryKey, list[Entry]] = {}
         self._retired: dict[DeliveryKey, None] = {}
         self._last_sequence: dict[tuple[int, int], int] = {}
-        self._counts = FanoutCounts(members=members)
+        #: The counts so far: written under the lock, whole once ``finish`` has returned.
+        self.counts = FanoutCounts(members=members)
         for room in rooms:  # the rooms listened to, listed even when nobody sends there
-            self._counts.room(room)
+            self.counts.room(room)
         #: Frames received so far, and successful messages not yet at every member: read
         #: without the lock, for the drain and the phases' delivery rate.
         self.received = 0
@@ -216,8 +217,8 @@ class FanoutTracker:
             entry.row, entry.success = row, success
             if not success:
                 return  # kept to the end: a delivery of it still counts, as of a failed message
-            self._counts.expected += self.members
-            self._counts.room(entry.key[0]).expected += self.members
+            self.counts.expected += self.members
+            self.counts.room(entry.key[0]).expected += self.members
             if entry.got == self._full:
                 self._retire(entry)
             else:
@@ -233,7 +234,7 @@ class FanoutTracker:
                 parsed.append(room_delivery(frame))
             except ValueError:
                 parsed.append(None)
-        bit, counts, full = 1 << member, self._counts, self._full
+        bit, counts, full = 1 << member, self.counts, self._full
         with self._lock:
             self.received += len(parsed)
             counts.received += len(parsed)
@@ -277,18 +278,18 @@ class FanoutTracker:
 
     def member_connected(self, reconnect: bool) -> None:
         with self._lock:
-            self._counts.member_connections += 1
-            self._counts.member_reconnects += reconnect
+            self.counts.member_connections += 1
+            self.counts.member_reconnects += reconnect
 
     def member_closed(self, code: int) -> None:
         """The server closed a member (``code``: the close frame's, 1006 without one)."""
         with self._lock:
-            closes = self._counts.member_closes
+            closes = self.counts.member_closes
             closes[code] = closes.get(code, 0) + 1
 
     def member_lost(self) -> None:
         with self._lock:
-            self._counts.members_lost += 1
+            self.counts.members_lost += 1
 
     # -- the end
 
@@ -301,7 +302,7 @@ class FanoutTracker:
                     self._settle(entry)
             self._pending.clear()
             self._retired.clear()
-            return self._counts
+            return self.counts
 
     def _retire(self, entry: Entry) -> None:
         """A successful message every member has: settled, its key remembered a while."""
@@ -316,7 +317,7 @@ class FanoutTracker:
         self._settle(entry)
 
     def _settle(self, entry: Entry) -> None:
-        counts = self._counts
+        counts = self.counts
         if entry.success:
             counts.matched += entry.count
             counts.room(entry.key[0]).matched += entry.count

@@ -92,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.room_members > MAX_ROOM_MEMBERS:
         parser.error(f"argument --room-members: at most {MAX_ROOM_MEMBERS}, not {args.room_members}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.scenario == "broadcast" and args.processes > 1:
+        # A delivery is paired with its send in the process that sent it (docs/client.md#the-broadcast-scenario).
+        print(f"Note: the broadcast scenario runs in one process (not {args.processes}): its members' deliveries "
+              "are paired with the sends of the same process", flush=True)
+        args.processes = 1
     form = csv_format(args.scenario == "broadcast")
     try:
         args.output_dir.mkdir(parents=True, exist_ok=True)
