@@ -256,3 +256,13 @@ def test_the_analysis_reads_the_broadcast_columns_when_present(tmp_path: Path) -
     echo = tmp_path / "echo.csv"
     echo.write_text("timestamp,messageType,latency,statusCode,roomId,final\n1000,TEXT,1.000,success,1,1\n")
     assert PerformanceAnalyzer().analyze(echo).fanout is None
+
+
+def test_against_an_echo_server_every_delivery_is_missing_and_the_last_line_says_why(tmp_path: Path) -> None:
+    with server_process() as server:
+        result = run_client("--server", server.url, *SMALL_RUN, "--messages", "300", "--no-analysis",
+                            "--output-dir", str(tmp_path))
+    assert_no_traceback(result)
+    assert result.returncode == 1
+    assert figure(result.stdout, "Deliveries missing") == 900
+    assert "--mode broadcast" in result.stdout.splitlines()[-1]

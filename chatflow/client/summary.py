@@ -215,8 +215,9 @@ def verdict(result: RunResult) -> str:
         return f"FAILED: {totals.failure:,} of {result.generated:,} messages failed"
     fanout = result.fanout
     if fanout is not None and not fanout.ok:
+        hint = " (no room frame came: is the server in --mode broadcast?)" if fanout.received == 0 else ""
         return (f"FAILED: of {fanout.expected:,} deliveries expected, {fanout.missing:,} missing, "
-                f"{fanout.duplicated:,} duplicated, {fanout.out_of_order:,} out of order")
+                f"{fanout.duplicated:,} duplicated, {fanout.out_of_order:,} out of order{hint}")
     if fanout is not None:
         return f"OK: all {totals.success:,} messages succeeded and reached all {fanout.members} members of their room"
     return f"OK: all {totals.success:,} messages succeeded"
