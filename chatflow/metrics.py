@@ -45,6 +45,14 @@ JAVA_COLUMNS = (TIMESTAMP, MESSAGE_TYPE, LATENCY, STATUS, ROOM)
 COLUMNS = (*JAVA_COLUMNS, FINAL)
 CSV_HEADER = ",".join(COLUMNS)
 
+#: The broadcast scenario's two more columns (docs/analysis.md#the-broadcast-scenarios-columns),
+#: on a message's final row: ``deliveries``, the room's listening members that received it,
+#: and ``fanoutLastMs``, send → the last of them, blank unless every member received it.
+#: Both blank on a retried attempt's row.
+DELIVERIES, FANOUT_LAST = "deliveries", "fanoutLastMs"
+BROADCAST_COLUMNS = (*COLUMNS, DELIVERIES, FANOUT_LAST)
+BROADCAST_CSV_HEADER = ",".join(BROADCAST_COLUMNS)
+
 #: Called once per attempt: (epoch ms at send, message type, latency ms, status, room, final).
 Recorder = Callable[[int, str, float, str, int, bool], None]
 
@@ -52,6 +60,27 @@ Recorder = Callable[[int, str, float, str, int, bool], None]
 #: A row's line in ``COLUMNS`` order, newline included, from its fields as a plain tuple:
 #: one C-level format per row, for the CSV writer (``final`` as 1 or 0).
 CSV_LINE = "%d,%s,%.3f,%s,%d,%d\n"
+#: A broadcast scenario's row: ``CSV_LINE``'s fields, then the two columns as text.
+BROADCAST_CSV_LINE = CSV_LINE[:-1] + ",%s,%s\n"
+#: The two columns of a row that has no fan-out figures (a retried attempt).
+NO_FANOUT = ("", "")
+
+
+class CsvFormat(NamedTuple):
+    """A metrics file's header and the format of its rows."""
+
+    header: str
+    line: str
+
+
+ECHO_CSV = CsvFormat(CSV_HEADER, CSV_LINE)
+BROADCAST_CSV = CsvFormat(BROADCAST_CSV_HEADER, BROADCAST_CSV_LINE)
+
+
+def csv_format(broadcast: bool) -> CsvFormat:
+    """The metrics file of a scenario: the echo scenario's is the one of SPEC §2.5 and the
+    Java comparison, unchanged."""
+    return BROADCAST_CSV if broadcast else ECHO_CSV
 
 
 class MetricRecord(NamedTuple):

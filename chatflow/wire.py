@@ -22,6 +22,11 @@ _SUCCESS = ReplyStatus.SUCCESS.value
 SUCCESS_TAIL = b'"status":"' + _SUCCESS.encode() + b'"}'
 #: ``,"status":"success"}``: what a success reply has after its last field.
 _STATUS_FIELD_LENGTH = len(b"," + SUCCESS_TAIL)
+#: How every room frame begins (``encode_room_message``): a reply never does.
+ROOM_FRAME_PREFIX = b'{"type":"roomMessage"'
+#: What pairs a room frame with the message sent: (the sender's room, userId,
+#: clientTimestamp, message), the timestamp in SPEC §1.4's form.
+DeliveryKey = tuple[int, int, str, str]
 
 
 def decode(text: str | bytes) -> Any:
@@ -100,3 +105,23 @@ def is_success(reply: bytes) -> bool:
         return orjson.loads(reply).get("status") == _SUCCESS
     except (orjson.JSONDecodeError, AttributeError):
         return False
+
+
+def sent_key(payload: bytes, room: int) -> DeliveryKey:
+    """The delivery key of a chat message (``encode_chat_message``'s bytes) sent in ``room``."""
+    message = orjson.loads(payload)
+    return room, message["userId"], message["timestamp"], message["message"]
+
+
+def room_delivery(frame: bytes) -> tuple[DeliveryKey, int | None]:
+    """A room frame's delivery key and its ``sequence`` (None: delivered while the bus was
+    down, outside the room's order). Raises ValueError for anything but a room frame."""
+    try:
+        message = orjson.loads(frame)
+        key = (message["roomId"], message["userId"], message["clientTimestamp"], message["message"])
+        sequence = message["sequence"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"not a room frame: {exc}") from None
+    if message.get("type") != "roomMessage" or not (sequence is None or type(sequence) is int):
+        raise ValueError("not a room frame")
+    return key, sequence

@@ -145,6 +145,11 @@ def statistics_table(analysis: AnalysisResult) -> str:
         lines.append("Retried attempts: " + ", ".join(f"{s} {n:,}" for s, n in a.retried_by_status.items()))
     lines += ["", f"Throughput: {format_rate(a.throughput_per_s)} successful messages/s overall; "
                   f"{_bucket_summary(a)}"]
+    if a.fanout is not None:
+        f = a.fanout
+        lines.append(f"Fan-out: {f.deliveries:,} of {f.expected:,} deliveries expected ({f.members} members × "
+                     f"{f.messages:,} messages), {f.missing:,} missing; send → last member p50 "
+                     f"{format_ms(f.last_member_latency_ms.median)} ms, p99 {format_ms(f.last_member_latency_ms.p99)} ms")
     if a.rooms:
         busiest = max(a.rooms, key=lambda r: r.messages)
         quietest = min(a.rooms, key=lambda r: r.messages)

@@ -16,7 +16,11 @@ Definitions (docs/analysis.md says why):
   a successful message counts in the bucket of its completion; the last bucket ends
   with the run and is divided by its real length;
 - per-room throughput is the room's successful messages over the run's span, so the
-  rooms' throughputs add up to the run's.
+  rooms' throughputs add up to the run's;
+- the broadcast scenario's columns, when the file has them: a successful message's
+  ``deliveries`` are the members that received it, of as many as the largest count any
+  message reached (the room's members, inferred); the last member's latency is over the
+  messages that reached every member.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from chatflow.metrics import COLUMNS, FINAL, JAVA_COLUMNS, LATENCY, MESSAGE_TYPE, ROOM, STATUS, TIMESTAMP, Status
+from chatflow.metrics import (BROADCAST_COLUMNS, COLUMNS, DELIVERIES, FANOUT_LAST, FINAL, JAVA_COLUMNS, LATENCY,
+                              MESSAGE_TYPE, ROOM, STATUS, TIMESTAMP, Status)
 from chatflow.models import MessageType
 
 PERCENTILE_METHOD = "linear interpolation between closest ranks (numpy.percentile method='linear')"
@@ -44,7 +49,7 @@ MAX_BUCKETS = 100_000
 HISTOGRAM_BINS_PER_DECADE = 10
 MESSAGE_TYPES = tuple(t.value for t in MessageType)
 
-_NUMERIC = (TIMESTAMP, LATENCY, ROOM, FINAL)
+_NUMERIC = (TIMESTAMP, LATENCY, ROOM, FINAL, DELIVERIES, FANOUT_LAST)
 _TEXT = (MESSAGE_TYPE, STATUS)
 
 
@@ -54,7 +59,7 @@ def _header_key(name: str) -> str:
 
 #: Header cells are matched ignoring case and punctuation, with an optional unit
 #: suffix: Java clients write ``LatencyMs`` or ``latency_ms`` as often as ``latency``.
-_HEADER_KEYS = {_header_key(name): name for name in COLUMNS} | {
+_HEADER_KEYS = {_header_key(name): name for name in BROADCAST_COLUMNS} | {
     _header_key(name) + "ms": name for name in (TIMESTAMP, LATENCY)}
 _SKIPPED_LINE = re.compile(r"Skipping line \d+")
 #: A completion instant in µs must be exact in a float64 (NaN and infinity fail too).
@@ -120,6 +125,24 @@ class LatencyHistogram:
 
 
 @dataclass(frozen=True)
+class FanoutFigures:
+    """The broadcast scenario's columns summed up (docs/analysis.md#the-broadcast-scenarios-columns)."""
+
+    #: The largest ``deliveries`` of a message: the room's listening members, inferred.
+    members: int
+    #: Successful messages, their deliveries, and members × messages.
+    messages: int
+    deliveries: int
+    expected: int
+    missing: int
+    #: Successful messages that reached every member, and those that did not.
+    complete: int
+    incomplete: int
+    #: Send → the last member, over the complete messages.
+    last_member_latency_ms: LatencyStats
+
+
+@dataclass(frozen=True)
 class AnalysisResult:
     source: str
     bucket_seconds: float
@@ -142,6 +165,8 @@ class AnalysisResult:
     throughput_per_s: float | None
     buckets: list[Bucket]
     latency_histogram: LatencyHistogram
+    #: None for a file without the broadcast scenario's columns.
+    fanout: FanoutFigures | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values only, ready for ``json.dumps``."""
@@ -305,6 +330,7 @@ class PerformanceAnalyzer:
             throughput_per_s=rate(len(succeeded)),
             buckets=self._buckets(frame),
             latency_histogram=latency_histogram(succeeded[LATENCY].to_numpy()),
+            fanout=fanout_figures(succeeded) if DELIVERIES in frame.columns else None,
         )
 
     def _buckets(self, frame: pd.DataFrame) -> list[Bucket]:
@@ -350,6 +376,19 @@ def success_timeline(frame: pd.DataFrame, bucket_seconds: float) -> SuccessTimel
     done_us = _completion_us(successful(frame)) - start_us
     index = np.minimum(done_us // bucket_us, count - 1).astype(np.int64)
     return SuccessTimeline(bucket_us, span_us, np.bincount(index, minlength=count).tolist())
+
+
+def fanout_figures(succeeded: pd.DataFrame) -> FanoutFigures:
+    """The deliveries of the successful messages, from the broadcast scenario's columns."""
+    deliveries = succeeded[DELIVERIES].to_numpy()
+    counted = deliveries[~np.isnan(deliveries)]
+    members = int(counted.max()) if counted.size else 0
+    total = int(counted.sum())
+    last = succeeded[FANOUT_LAST].to_numpy() if FANOUT_LAST in succeeded.columns else np.empty(0)
+    last = last[~np.isnan(last)]
+    expected = members * int(counted.size)
+    return FanoutFigures(members, int(counted.size), total, expected, expected - total, int(last.size),
+                         int(counted.size - last.size), latency_stats(last))
 
 
 def _check_bucket(bucket_seconds: float) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chatflow.analysis.performance_analyzer import AnalysisResult, LatencyStats
+from chatflow.analysis.performance_analyzer import AnalysisResult, FanoutFigures, LatencyStats
 
 NA = "n/a"
 CHART_TITLES = {
@@ -129,6 +129,26 @@ def _run_sections(run: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _fanout_section(f: FanoutFigures) -> list[str]:
+    """The broadcast scenario's columns (docs/analysis.md#the-broadcast-scenarios-columns)."""
+    lines = ["## Fan-out (broadcast scenario)", ""]
+    lines += _table(["Figure", "Value"], [
+        ["Room members (largest deliveries of a message)", f"{f.members:,}"],
+        ["Successful messages", f"{f.messages:,}"],
+        ["Deliveries expected (members × messages)", f"{f.expected:,}"],
+        ["Deliveries received", f"{f.deliveries:,}"],
+        ["Deliveries missing", f"{f.missing:,}"],
+        ["Messages that reached every member", f"{f.complete:,}"],
+        ["Messages that did not", f"{f.incomplete:,}"],
+    ])
+    lines += ["Send → the last member (ms), over the messages that reached every member:", ""]
+    lines += _table(["Count", "Mean", "Median", "p95", "p99", "Min", "Max"],
+                    [[f"{f.last_member_latency_ms.count:,}"] + latency_cells(f.last_member_latency_ms)])
+    lines += ["Each member's latency is in the run's figures above (`fanout_each_member_latency`), when the "
+              "report was written by the run itself: one row a message cannot hold it.", ""]
+    return lines
+
+
 def _markdown(analysis: AnalysisResult, run: Mapping[str, Any] | None, charts: Mapping[str, str]) -> str:
     a = analysis
     name = Path(a.source).name
@@ -175,6 +195,9 @@ def _markdown(analysis: AnalysisResult, run: Mapping[str, Any] | None, charts: M
                      for b in a.buckets])
     lines += ["A successful message counts in the bucket where it completed (send time + latency); "
               "the last bucket ends at the last completion and is divided by its real length.", ""]
+
+    if a.fanout is not None:
+        lines += _fanout_section(a.fanout)
 
     lines += ["## Rooms", ""]
     if "rooms" in charts:

@@ -12,12 +12,14 @@ import itertools
 import socket
 import struct
 import sys
+from time import perf_counter
 
 import websocket
 from websocket import ABNF
 
 from chatflow.client.client_wait import SAMPLE_EVERY
 from chatflow.client.framing import MaskKeys
+from chatflow.wire import ROOM_FRAME_PREFIX
 
 OPCODE_TEXT = ABNF.OPCODE_TEXT
 OPCODE_CLOSE = ABNF.OPCODE_CLOSE
@@ -243,6 +245,28 @@ class ChatWebSocketClient:
         except OSError as exc:
             raise ConnectionClosed(describe_error(exc)) from exc
         return self.receive()[1]
+
+    def reply_after_room_frames(self, deadline: float) -> tuple[bytes, int]:
+        """The reply behind the room frames (``run_server.py --mode broadcast`` sends a
+        sender its room's other messages too), by ``deadline`` (``perf_counter``) at the
+        latest, whatever the number of frames; and how many frames were passed over.
+
+        Called once a room frame came where a reply was awaited. Raises ReplyTimeout at the
+        deadline, or ConnectionClosed.
+        """
+        sock, skipped = self.socket, 1
+        try:
+            while True:
+                remaining = deadline - perf_counter()
+                if remaining <= 0:
+                    raise ReplyTimeout(f"no reply within {self.timeout:g} s ({skipped} room frames came instead)")
+                sock.settimeout(remaining)
+                reply = self.receive()[1]
+                if not reply.startswith(ROOM_FRAME_PREFIX):
+                    return reply, skipped
+                skipped += 1
+        finally:
+            sock.settimeout(self.timeout)
 
     def close(self, status: int = websocket.STATUS_NORMAL) -> None:
         """Close quickly: a sender must not wait on a server that stopped answering."""

@@ -19,6 +19,14 @@ from chatflow.client.cpu import usable_cores
 #: that chose it are in docs/client.md#several-processes.
 MAX_DEFAULT_PROCESSES = 4
 
+#: ``--scenario``: ``echo`` is the Java original's run; ``broadcast`` measures a room's
+#: fan-out (docs/client.md#the-broadcast-scenario) against ``run_server.py --mode broadcast``.
+SCENARIOS = ("echo", "broadcast")
+#: How long the broadcast scenario's drain may last in all, whatever its progress.
+FANOUT_DRAIN_LIMIT = 30.0
+#: ``--room-members`` at most: each member is a socket of the client's.
+MAX_ROOM_MEMBERS = 1_000
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -55,6 +63,16 @@ class LoadTestConfig:
     #: More servers (instances of one service) besides ``base_url``: the connections are
     #: dealt over all of them in turn (``--server`` given more than once).
     more_servers: tuple[str, ...] = ()
+    scenario: str = "echo"
+    #: The broadcast scenario's listening members in each room 1..rooms.
+    room_members: int = 10
+    #: After the senders, the broadcast scenario waits for outstanding deliveries until
+    #: this many seconds pass without one (at most ``FANOUT_DRAIN_LIMIT`` in all).
+    fanout_drain: float = 2.0
+
+    @property
+    def broadcast(self) -> bool:
+        return self.scenario == "broadcast"
 
     @property
     def servers(self) -> tuple[str, ...]:

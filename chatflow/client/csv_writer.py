@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from chatflow.metrics import CSV_HEADER, CSV_LINE, SUCCESS, MetricRecord
+from chatflow.metrics import COLUMNS, ECHO_CSV, FINAL, NO_FANOUT, STATUS, SUCCESS, CsvFormat, MetricRecord
 
 HIGH_WATER = 200_000
 BATCH = 4096
@@ -33,21 +33,23 @@ def metrics_path(directory: Path) -> Path:
     return directory / f"metrics_{stamp}_{secrets.token_hex(3)}.csv"
 
 
-def open_metrics_file(path: Path) -> TextIO:
+def open_metrics_file(path: Path, header: str = ECHO_CSV.header) -> TextIO:
     """A new metrics file (never an existing one), its header written."""
     file = path.open("x", encoding="ascii", newline="")
-    file.write(CSV_HEADER + "\n")
+    file.write(header + "\n")
     return file
 
 
 class CsvWriter(threading.Thread):
     """Opens its file at construction, so an unwritable directory fails before the run:
-    a new ``metrics_path`` in ``directory``, or ``path`` (a worker's part file)."""
+    a new ``metrics_path`` in ``directory``, or ``path`` (a worker's part file); its
+    columns are ``form``'s (the broadcast scenario's has two more)."""
 
-    def __init__(self, directory: Path, path: Path | None = None) -> None:
+    def __init__(self, directory: Path, path: Path | None = None, form: CsvFormat = ECHO_CSV) -> None:
         super().__init__(name="CsvWriter", daemon=True)
         self.path = path or metrics_path(directory)
-        self._file = open_metrics_file(self.path)
+        self._line = form.line
+        self._file = open_metrics_file(self.path, form.header)
         self._rows: queue.SimpleQueue[MetricRecord | None] = queue.SimpleQueue()
         #: Rows handed to the OS: each batch is flushed, so that after a write error
         #: this counts what the file holds, not what sat in its buffer.
@@ -61,8 +63,24 @@ class CsvWriter(threading.Thread):
         # A plain tuple of MetricRecord's fields: building the named one costs a Python call.
         rows.put((timestamp_ms, message_type, latency_ms, status, room_id, final))
         if rows.qsize() > HIGH_WATER:
-            while rows.qsize() > HIGH_WATER // 2 and self.is_alive():
-                time.sleep(0.01)
+            self._hold_back()
+
+    def record_without_fanout(self, timestamp_ms: int, message_type: str, latency_ms: float,
+                              status: str, room_id: int, final: bool) -> None:
+        """``record`` for the broadcast scenario's file: the fan-out columns left blank."""
+        self.record_row((timestamp_ms, message_type, latency_ms, status, room_id, final, *NO_FANOUT))
+
+    def record_row(self, row: tuple) -> None:
+        """A whole row in the file's columns, from any thread (the fan-out tracker's)."""
+        rows = self._rows
+        rows.put(row)
+        if rows.qsize() > HIGH_WATER:
+            self._hold_back()
+
+    def _hold_back(self) -> None:
+        rows = self._rows
+        while rows.qsize() > HIGH_WATER // 2 and self.is_alive():
+            time.sleep(0.01)
 
     def close(self, timeout: float = 60.0) -> None:
         """Write what is queued, flush, close; returns when the file is complete."""
@@ -70,7 +88,7 @@ class CsvWriter(threading.Thread):
         self.join(timeout)
 
     def run(self) -> None:
-        rows, file = self._rows, self._file
+        rows, file, line = self._rows, self._file, self._line
         try:
             done = False
             while not done:
@@ -90,7 +108,7 @@ class CsvWriter(threading.Thread):
                     done = True
                 if self.error is None and batch:
                     try:
-                        file.write("".join([CSV_LINE % row for row in batch]))
+                        file.write("".join([line % row for row in batch]))
                         file.flush()
                         self.rows_written += len(batch)
                     except OSError as exc:
@@ -107,9 +125,10 @@ class MergedCsv:
     (``--processes``): opened at construction, as CsvWriter's, and filled at the end by
     ``merge``, the parts' rows in order of send time, as one process would have written them."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, form: CsvFormat = ECHO_CSV) -> None:
         self.path = metrics_path(directory)
-        self._file = open_metrics_file(self.path)
+        self.form = form
+        self._file = open_metrics_file(self.path, form.header)
         self.rows_written = 0
         self.error: str | None = None
 
@@ -151,18 +170,21 @@ def read_rows(path: Path) -> Iterator[str]:
 
 
 def final_outcomes(path: Path) -> tuple[int, dict[str, int]]:
-    """(successes, failures by status) of the final rows of a metrics file."""
+    """(successes, failures by status) of the final rows of a metrics file (either scenario's)."""
     success, failures = 0, {}
     for line in read_rows(path):
-        fields = line.split(",")
-        if fields[-1] != "1\n":
+        fields = line.rstrip("\n").split(",")
+        if fields[_FINAL_AT] != "1":
             continue
-        status = fields[3]
+        status = fields[_STATUS_AT]
         if status == SUCCESS:
             success += 1
         else:
             failures[status] = failures.get(status, 0) + 1
     return success, failures
+
+
+_FINAL_AT, _STATUS_AT = COLUMNS.index(FINAL), COLUMNS.index(STATUS)
 
 
 def _send_time(row: str) -> int:

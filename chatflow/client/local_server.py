@@ -29,15 +29,17 @@ class LocalServer:
     hangup reaches it as it reaches the client.
     """
 
-    def __init__(self, log_path: Path | None = None) -> None:
+    def __init__(self, log_path: Path | None = None, options: tuple[str, ...] = ()) -> None:
         self.log_path = log_path
+        #: More of the server's options (``--mode broadcast``).
+        self.options = options
         self.process: ServerProcess | None = None
         self.url = ""
 
     def __enter__(self) -> LocalServer:
         try:
             self.process = ServerProcess(
-                local_server_command("--log-level", "INFO"), log_path=self.log_path, own_process_group=False,
+                local_server_command("--log-level", "INFO", *self.options), log_path=self.log_path, own_process_group=False,
                 stop_signals=(signal.SIGTERM,), grace=LOCAL_STOP_GRACE,
             )
         except ServerProcessError as exc:

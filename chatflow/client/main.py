@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from chatflow.arguments import seconds, whole_number
-from chatflow.client.config import LoadTestConfig, MAX_DEFAULT_PROCESSES, add_size_options, default_processes
+from chatflow.client.config import (LoadTestConfig, MAX_DEFAULT_PROCESSES, MAX_ROOM_MEMBERS, SCENARIOS, add_size_options,
+                                    default_processes)
 from chatflow.client.csv_writer import CsvWriter, MergedCsv
 from chatflow.client.local_server import LocalServer, LocalServerError
 from chatflow.client.progress import ProgressDisplay
@@ -19,6 +20,7 @@ from chatflow.client.results import RunResult
 from chatflow.client.run import LoadTest
 from chatflow.client.summary import format_predictions, format_summary, run_figures, verdict
 from chatflow.client.workers import MultiProcessLoadTest
+from chatflow.metrics import csv_format
 
 PROG = "chatflow-client"
 
@@ -65,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="processes the sender threads are spread over, each with its own generator and CSV "
                              "part (1: all in this process; default: the usable cores, at most "
                              f"{MAX_DEFAULT_PROCESSES}, here %(default)s)")
+    parser.add_argument("--scenario", choices=SCENARIOS, default=d.scenario,
+                        help="echo: each message answered to its sender (the Java original's run); broadcast: "
+                             "each room also has listening members, and what they receive is counted (needs "
+                             "run_server.py --mode broadcast; --local starts it so) (default %(default)s)")
+    parser.add_argument("--room-members", type=whole_number(1), default=d.room_members, metavar="M",
+                        help="broadcast scenario: listening members per room, dealt over every --server "
+                             "(default %(default)s)")
+    parser.add_argument("--drain-timeout", type=seconds(0, 3600), default=d.fanout_drain, metavar="SECONDS",
+                        help="broadcast scenario: after the senders, wait for deliveries until none came for "
+                             "this long (default %(default)s)")
     parser.add_argument("--output-dir", type=Path, default=d.output_dir,
                         help="where results are written (default %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no live progress")
@@ -75,18 +87,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.room_members > MAX_ROOM_MEMBERS:
+        parser.error(f"argument --room-members: at most {MAX_ROOM_MEMBERS}, not {args.room_members}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.scenario == "broadcast" and args.processes > 1:
+        # A delivery is paired with its send in the process that sent it (docs/client.md#the-broadcast-scenario).
+        print(f"Note: the broadcast scenario runs in one process (not {args.processes}): its members' deliveries "
+              "are paired with the sends of the same process", flush=True)
+        args.processes = 1
+    form = csv_format(args.scenario == "broadcast")
     try:
         args.output_dir.mkdir(parents=True, exist_ok=True)
-        writer = CsvWriter(args.output_dir) if args.processes == 1 else MergedCsv(args.output_dir)
+        writer = CsvWriter(args.output_dir, form=form) if args.processes == 1 else MergedCsv(args.output_dir, form)
     except OSError as exc:
         print(f"{PROG}: error: cannot write results to {args.output_dir}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
     try:
         if not args.local:
             return run(args, args.server[0], None, writer)
-        with LocalServer(args.output_dir / "server.log") as server:
+        mode = ("--mode", "broadcast") if args.scenario == "broadcast" else ()
+        with LocalServer(args.output_dir / "server.log", mode) as server:
             print(f"Started a local ChatFlow server at {server.url} (pid {server.pid})", flush=True)
             return run(args, server.url, server.pid, writer)
     except LocalServerError as exc:
@@ -106,6 +128,7 @@ def load_test_config(args: argparse.Namespace, url: str) -> LoadTestConfig:
         timeout=args.timeout,
         retry=dataclasses.replace(LoadTestConfig.retry, max_attempts=args.max_attempts), rooms=args.rooms,
         seed=args.seed, probe_messages=args.probe_messages, output_dir=args.output_dir,
+        scenario=args.scenario, room_members=args.room_members, fanout_drain=args.drain_timeout,
     )
 
 
@@ -115,7 +138,11 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None, writer: CsvW
         test: LoadTest = MultiProcessLoadTest(config, args.processes, writer, server_pid=server_pid)
     else:
         writer.start()
-        test = LoadTest(config, recorder=writer.record, server_pid=server_pid)
+        if config.broadcast:
+            test = LoadTest(config, recorder=writer.record_without_fanout, server_pid=server_pid,
+                            fanout_rows=writer.record_row)
+        else:
+            test = LoadTest(config, recorder=writer.record, server_pid=server_pid)
     progress = ProgressDisplay(config.messages, test.progress)
 
     def probed(round_trip_s, predictions) -> None:

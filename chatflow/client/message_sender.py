@@ -2,7 +2,9 @@
 
 Every message it takes ends counted as a success or a failure. A timeout or a dropped
 connection is retried on a newly opened connection (``RetryingConnection``); an error
-reply is a definite answer and is not retried.
+reply is a definite answer and is not retried. In the broadcast scenario (``fanout``)
+each message is registered with the fan-out tracker right before its first send, and its
+final row goes to the tracker, which writes it once its deliveries are settled.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import queue
 import threading
 
 from chatflow.client.config import RetryPolicy
+from chatflow.client.fanout import Entry, FanoutTracker
 from chatflow.client.message_generator import OutgoingMessage
 from chatflow.client.results import SenderStats
 from chatflow.client.retry import RetryingConnection
@@ -35,6 +38,7 @@ class MessageSender:
         timeout: float,
         retry: RetryPolicy,
         recorder: Recorder | None = None,
+        fanout: FanoutTracker | None = None,
     ) -> None:
         self.url = url
         self.room = room
@@ -43,8 +47,13 @@ class MessageSender:
         self.stop = stop
         self.recorder = recorder
         self.stats = SenderStats()
+        self.fanout = fanout
+        #: The message in hand's fan-out entry, and that message (broadcast scenario).
+        self._entry: Entry | None = None
+        self._entry_of: OutgoingMessage | None = None
         self._connection = RetryingConnection(url, timeout=timeout, retry=retry, stop=stop, stats=self.stats,
-                                              on_reply=self._on_reply, on_failure=self._on_failure)
+                                              on_reply=self._on_reply, on_failure=self._on_failure,
+                                              on_send=None if fanout is None else self._on_send)
 
     def run(self) -> SenderStats:
         """Take and deliver messages until the quota is met or the run is stopped."""
@@ -94,6 +103,9 @@ class MessageSender:
         stats = self.stats
         stats.success += 1
         stats.latency_sum += latency_ms
+        if self.fanout is not None and self._settled(item, (sent_ms, item.type_name, latency_ms, SUCCESS, self.room,
+                                                             True), True):
+            return
         recorder = self.recorder
         if recorder is not None:
             recorder(sent_ms, item.type_name, latency_ms, SUCCESS, self.room, True)
@@ -101,9 +113,27 @@ class MessageSender:
     def _on_failure(self, item: OutgoingMessage, sent_ms: int, latency_ms: float, status: str, final: bool) -> None:
         if final:
             self._count_failure(status)
+            if self.fanout is not None and self._settled(item, (sent_ms, item.type_name, latency_ms, status,
+                                                                 self.room, True), False):
+                return
         recorder = self.recorder
         if recorder is not None:
             recorder(sent_ms, item.type_name, latency_ms, status, self.room, final)
+
+    def _on_send(self, item: OutgoingMessage) -> None:
+        """Before each send: the message registered with the tracker at its first."""
+        if self._entry_of is not item:
+            self._entry_of = item
+            self._entry = self.fanout.sent(self.room, item)
+
+    def _settled(self, item: OutgoingMessage, row: tuple, success: bool) -> bool:
+        """The final outcome handed to the tracker, which writes the row; False when the
+        message was never sent (its row is written as it is)."""
+        if self._entry_of is not item:
+            return False
+        self.fanout.outcome(self._entry, row, success)
+        self._entry_of = self._entry = None
+        return True
 
     def _count_failure(self, status: str) -> None:
         stats = self.stats

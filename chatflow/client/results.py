@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 
 from chatflow.client.client_wait import ClientWait, bucket_of, empty_counts, summarise_waits
 from chatflow.client.config import LoadTestConfig
+from chatflow.client.fanout import FanoutCounts
 from chatflow.client.littles_law import Bounds, Prediction, predict_from_warmup
 from chatflow.client.saturation import ClientLoad, client_load
 from chatflow.metrics import Status
@@ -24,6 +25,10 @@ class SenderStats:
     queue_empty: int = 0
     latency_sum: float = 0.0
     failures_by_status: dict[str, int] = field(default_factory=dict)
+    #: Room frames a broadcast server sent where a reply was awaited, passed over.
+    room_frames: int = 0
+    #: Deliveries the broadcast scenario's members received during the phase.
+    deliveries: int = 0
     #: Each reply's client wait (chatflow.client.client_wait): µs in all, and a histogram.
     client_wait_sum_us: int = 0
     client_wait_counts: list[int] = field(default_factory=empty_counts)
@@ -87,6 +92,11 @@ class PhaseResult:
     def mean_latency_s(self) -> float | None:
         return self.stats.latency_sum / self.stats.success / 1000.0 if self.stats.success else None
 
+    @property
+    def deliveries_per_s(self) -> float:
+        """The broadcast scenario's deliveries to members per second of the phase."""
+        return self.stats.deliveries / self.duration_s if self.duration_s > 0 else 0.0
+
 
 @dataclass
 class RunResult:
@@ -109,6 +119,8 @@ class RunResult:
     #: The processes the senders ran in (``--processes``), and the workers that ended early.
     processes: int = 1
     lost_workers: list[LostWorker] = field(default_factory=list)
+    #: The broadcast scenario's deliveries; None in the echo scenario.
+    fanout: FanoutCounts | None = None
 
     @property
     def totals(self) -> SenderStats:
@@ -183,4 +195,5 @@ class RunResult:
     def ok(self) -> bool:
         totals = self.totals
         return (self.unreachable is None and not self.interrupted
-                and totals.failure == 0 and totals.success == self.generated > 0)
+                and totals.failure == 0 and totals.success == self.generated > 0
+                and (self.fanout is None or self.fanout.ok))

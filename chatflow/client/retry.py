@@ -17,6 +17,7 @@ from chatflow.client.message_generator import OutgoingMessage
 from chatflow.client.results import SenderStats
 from chatflow.metrics import CANCELLED, CONNECTION_CLOSED, CONNECTION_FAILED, TIMEOUT
 from chatflow.timestamps import now_ms
+from chatflow.wire import ROOM_FRAME_PREFIX
 
 log = logging.getLogger("chatflow.client")
 
@@ -24,6 +25,8 @@ log = logging.getLogger("chatflow.client")
 OnReply = Callable[[OutgoingMessage, int, float, bytes], None]
 #: (message, epoch ms at send, latency ms, status, final): ``final`` for its last attempt.
 OnFailure = Callable[[OutgoingMessage, int, float, str, bool], None]
+#: (message): called right before each of its attempts' send (the broadcast scenario's).
+OnSend = Callable[[OutgoingMessage], None]
 
 
 class RetryingConnection:
@@ -33,11 +36,14 @@ class RetryingConnection:
     taken for the next message's) and, after the policy's backoff, the next attempt
     opens a new one; a reply of any kind ends the message's attempts. Each reply goes
     to ``on_reply``, each failed attempt to ``on_failure``; connections, reconnections
-    and retries are counted in ``stats``. Used by one thread at a time.
+    and retries are counted in ``stats``. Room frames that come where a reply is awaited
+    (a broadcast server's: the sender is a member of its room) are passed over within the
+    reply's timeout and counted. Used by one thread at a time.
     """
 
     def __init__(self, url: str, *, timeout: float, retry: RetryPolicy, stop: threading.Event,
-                 stats: SenderStats, on_reply: OnReply, on_failure: OnFailure) -> None:
+                 stats: SenderStats, on_reply: OnReply, on_failure: OnFailure,
+                 on_send: OnSend | None = None) -> None:
         self.url = url
         self.timeout = timeout
         self.retry = retry
@@ -45,13 +51,14 @@ class RetryingConnection:
         self.stats = stats
         self.on_reply = on_reply
         self.on_failure = on_failure
+        self.on_send = on_send
         #: What went wrong last (a refused connection, a timeout), for the run's verdict.
         self.last_error = ""
         self._client: ChatWebSocketClient | None = None
 
     def deliver(self, item: OutgoingMessage) -> None:
         """Send ``item`` until a reply comes, the attempts run out or ``stop`` is set."""
-        retry = self.retry
+        retry, on_send = self.retry, self.on_send
         for attempt in range(1, retry.max_attempts + 1):
             if attempt > 1:
                 self.stats.retries += 1
@@ -62,10 +69,15 @@ class RetryingConnection:
                 self._attempt_failed(item, attempt, CONNECTION_FAILED, now_ms(), 0.0)
                 continue
             client = self._client
+            if on_send is not None:
+                on_send(item)
             sent_ms = now_ms()
             start = perf_counter()
             try:
                 reply = client.request(item.frame)
+                if reply.startswith(ROOM_FRAME_PREFIX):
+                    reply, skipped = client.reply_after_room_frames(start + self.timeout)
+                    self.stats.room_frames += skipped
             except ReplyTimeout as exc:
                 status = TIMEOUT
                 self.last_error = str(exc)

@@ -16,8 +16,10 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 from chatflow.client.config import LoadTestConfig
 from chatflow.client.cpu import CpuMeter, usable_cores
+from chatflow.client.fanout import FanoutTracker
 from chatflow.client.littles_law import Prediction, predict, with_result
 from chatflow.client.message_generator import MessageGenerator, OutgoingMessage
+from chatflow.client.members import BroadcastRooms
 from chatflow.client.message_sender import MessageSender
 from chatflow.client.plan import PhasePlan, plan_phases
 from chatflow.client.probe import ServerUnreachable, probe_round_trip
@@ -32,14 +34,17 @@ class LoadTest:
     processes = 1
 
     def __init__(self, config: LoadTestConfig, recorder: Recorder | None = None,
-                 server_pid: int | None = None) -> None:
+                 server_pid: int | None = None, fanout_rows: Callable[[tuple], None] | None = None) -> None:
         self.config = config
         self.recorder = recorder
+        #: The broadcast scenario's final rows, with their fan-out columns.
+        self.fanout_rows = fanout_rows
         self.server_pid = server_pid
         self.stop = threading.Event()
         self._senders: list[MessageSender] = []
         self._messages: queue.SimpleQueue[OutgoingMessage] = queue.SimpleQueue()
         self._generator: MessageGenerator | None = None
+        self._rooms: BroadcastRooms | None = None
 
     def progress(self) -> tuple[int, int]:
         """(done, failed) so far; read from another thread without locks."""
@@ -74,6 +79,8 @@ class LoadTest:
         finally:
             result.interrupted = self.stop.is_set()
             self.stop.set()
+            if self._rooms is not None:
+                result.fanout = self._rooms.finish()
             self._finish(result)
             result.client_cpu_s, result.server_cpu_s = cpu.read()
             result.cores = usable_cores()
@@ -90,13 +97,21 @@ class LoadTest:
         # start on a full queue, and never wait for the generator.
         while not self._generator.primed.wait(0.1) and not self.stop.is_set():
             pass
+        tracker = None
+        if config.broadcast:
+            # The rooms full before the first message: every member joined (or given up).
+            self._rooms = BroadcastRooms(config, range(1, config.rooms + 1), self.fanout_rows)
+            self._rooms.open()
+            tracker = self._rooms.tracker
         for plan, phase_senders in zip(plans, senders):
             if self.stop.is_set():
                 return
             start = time.perf_counter()
             stats = run_senders(plan.name, phase_senders, self._messages, self.stop, config, self.recorder,
-                                self._senders)
+                                self._senders, tracker)
             yield PhaseResult(plan.name, plan.threads, plan.messages, stats, time.perf_counter() - start)
+        if self._rooms is not None:
+            self._rooms.drain(self.stop)
 
     def _finish(self, result: RunResult) -> None:
         """What the run made and left once it has stopped: the generator's count, the
@@ -126,14 +141,17 @@ def assign_rooms(plans: list[PhasePlan], config: LoadTestConfig) -> list[list[Se
 
 def run_senders(name: str, senders: list[SenderPlan], messages: queue.SimpleQueue, stop: threading.Event,
                 config: LoadTestConfig, recorder: Recorder | None,
-                started: list[MessageSender] | None = None) -> SenderStats:
+                started: list[MessageSender] | None = None, fanout: FanoutTracker | None = None) -> SenderStats:
     """One phase's senders, each in a thread of a pool of that size, to their end; their
-    counts added up. Each new sender is appended to ``started`` (for progress)."""
+    counts added up. Each new sender is appended to ``started`` (for progress). With
+    ``fanout`` (the broadcast scenario) the senders register their messages with it, and
+    the phase counts the deliveries its members received meanwhile."""
     stats = SenderStats()
     if not senders:
         return stats
+    received = fanout.received if fanout is not None else 0
     made = [MessageSender(config.room_url(room, server), room, messages, quota, stop,
-                          timeout=config.timeout, retry=config.retry, recorder=recorder)
+                          timeout=config.timeout, retry=config.retry, recorder=recorder, fanout=fanout)
             for room, quota, server in senders]
     if started is not None:
         started.extend(made)
@@ -144,6 +162,8 @@ def run_senders(name: str, senders: list[SenderPlan], messages: queue.SimpleQueu
             _, pending = wait(pending, timeout=0.5)
     for future in futures:
         stats.merge(future.result())
+    if fanout is not None:
+        stats.deliveries = fanout.received - received
     return stats
 
 

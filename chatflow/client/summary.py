@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chatflow.client.client_wait import ClientWait
+from chatflow.client.fanout import latency_figures
 from chatflow.client.littles_law import HIT_FRACTION, Bound, Bounds, Prediction
 from chatflow.client.results import RunResult
 from chatflow.client.saturation import BUSY_FRACTION, WAIT_SHARE, ClientLoad
@@ -64,6 +65,8 @@ def format_summary(result: RunResult) -> str:
     if result.client_peak_rss_mib is not None:
         processes = f", its {result.processes} processes together" if result.processes > 1 else ""
         add(f"{'Client peak RSS':<26}{result.client_peak_rss_mib:.0f} MiB (during the run{processes})")
+    if result.fanout is not None:
+        lines += format_fanout(result)
     if result.predictions and result.round_trip_s:
         lines += ["", f"Little's Law (W = {result.round_trip_s * 1000:.3f} ms on one idle connection)",
                   f"  {'phase':<8}{'threads':>8}{'predicted':>14}{'actual':>12}{'actual/pred':>13}"
@@ -72,6 +75,51 @@ def format_summary(result: RunResult) -> str:
         lines += format_bounds(result)
     add(RULE)
     return "\n".join(lines)
+
+
+#: Rooms listed in the summary's per-room table at most (those with the most missing first).
+ROOMS_LISTED = 20
+
+
+def format_fanout(result: RunResult) -> list[str]:
+    """The broadcast scenario's block: what the members received (docs/client.md#the-broadcast-scenario)."""
+    f, config = result.fanout, result.config
+    lines = ["", "Deliveries (the broadcast scenario: what the rooms' listening members received)"]
+
+    def add(label: str, value: str) -> None:
+        lines.append(f"{label:<26}{value}")
+
+    add("Room members", f"{f.members} per room × {len(f.rooms)} rooms, over "
+        f"{len(config.servers)} server{'s' if len(config.servers) > 1 else ''}")
+    add("Deliveries expected", f"{f.expected:,} (members × successful messages)")
+    add("Deliveries received", f"{f.received:,} (matched {f.matched:,}, duplicated {f.duplicated:,}, "
+        f"unexpected {f.unexpected:,}, of failed messages {f.of_failed:,})")
+    add("Deliveries missing", f"{f.missing:,}")
+    add("Deliveries duplicated", f"{f.duplicated:,}")
+    add("Deliveries out of order", f"{f.out_of_order:,}; unordered (bus down) {f.unordered:,}")
+    add("Deliveries unexpected", f"{f.unexpected:,} (matching no message sent)")
+    add("Fan-out each member", _latency_text(latency_figures(f.each_counts, f.each_max_us), "send → each member"))
+    add("Fan-out last member", _latency_text(latency_figures(f.last_counts, f.last_max_us), "send → the last member"))
+    main = result.phase("main")
+    if main is not None:
+        add("Deliveries per second", f"{main.deliveries_per_s:,.0f} (received during the main phase)")
+    closes = ", ".join(f"{code} ×{n:,}" for code, n in sorted(f.member_closes.items())) or "none"
+    add("Member reconnects", f"{f.member_reconnects:,} (closed by the server: {closes}; gave up: {f.members_lost:,})")
+    add("Room frames to senders", f"{result.totals.room_frames:,} (passed over while awaiting a reply)")
+    rooms = sorted(f.rooms.items(), key=lambda item: (-item[1].missing, item[0]))[:ROOMS_LISTED]
+    lines.append(f"  {'room':>6}{'expected':>12}{'matched':>12}{'missing':>10}{'duplicated':>12}{'out of order':>14}")
+    lines += [f"  {room:>6}{c.expected:>12,}{c.matched:>12,}{c.missing:>10,}{c.duplicated:>12,}{c.out_of_order:>14,}"
+              for room, c in sorted(rooms)]
+    if len(f.rooms) > ROOMS_LISTED:
+        lines.append(f"  ({len(f.rooms) - ROOMS_LISTED} more rooms, in the report)")
+    return lines
+
+
+def _latency_text(figures: dict, what: str) -> str:
+    if not figures["count"]:
+        return f"none measured ({what})"
+    return (f"p50 {figures['p50_ms']:.2f}, p95 {figures['p95_ms']:.2f}, p99 {figures['p99_ms']:.2f}, "
+            f"max {figures['max_ms']:.2f} ms ({what}, {figures['count']:,})")
 
 
 def format_client_wait(wait: ClientWait) -> str:
@@ -165,6 +213,13 @@ def verdict(result: RunResult) -> str:
         return f"FAILED: no message succeeded{detail}"
     if totals.failure:
         return f"FAILED: {totals.failure:,} of {result.generated:,} messages failed"
+    fanout = result.fanout
+    if fanout is not None and not fanout.ok:
+        hint = " (no room frame came: is the server in --mode broadcast?)" if fanout.received == 0 else ""
+        return (f"FAILED: of {fanout.expected:,} deliveries expected, {fanout.missing:,} missing, "
+                f"{fanout.duplicated:,} duplicated, {fanout.out_of_order:,} out of order{hint}")
+    if fanout is not None:
+        return f"OK: all {totals.success:,} messages succeeded and reached all {fanout.members} members of their room"
     return f"OK: all {totals.success:,} messages succeeded"
 
 
@@ -228,7 +283,32 @@ def run_figures(result: RunResult) -> dict:
         }
     if result.bounds is not None:
         figures["bounds"] = bound_figures(result.bounds)
+    if result.fanout is not None:
+        figures.update(fanout_figures(result))
     return figures
+
+
+def fanout_figures(result: RunResult) -> dict:
+    """The broadcast scenario's figures, as plain data (flat mappings and a list, which the
+    Markdown report shows as tables)."""
+    f = result.fanout
+    main = result.phase("main")
+    return {
+        "fanout": {
+            "room_members": f.members, "expected": f.expected, "received": f.received, "matched": f.matched,
+            "missing": f.missing, "duplicated": f.duplicated, "out_of_order": f.out_of_order,
+            "unordered_bus_down": f.unordered, "unexpected": f.unexpected, "of_failed_messages": f.of_failed,
+            "deliveries_per_s_main": round(main.deliveries_per_s, 1) if main is not None else None,
+            "member_connections": f.member_connections, "member_reconnects": f.member_reconnects,
+            "member_closes_by_server": ", ".join(f"{c}: {n}" for c, n in sorted(f.member_closes.items())) or "none",
+            "members_lost": f.members_lost, "room_frames_to_senders": result.totals.room_frames,
+        },
+        "fanout_each_member_latency": latency_figures(f.each_counts, f.each_max_us),
+        "fanout_last_member_latency": latency_figures(f.last_counts, f.last_max_us),
+        "fanout_rooms": [{"room": room, "expected": c.expected, "matched": c.matched, "missing": c.missing,
+                          "duplicated": c.duplicated, "out_of_order": c.out_of_order}
+                         for room, c in sorted(f.rooms.items())],
+    }
 
 
 def bound_figures(bounds: Bounds) -> dict:
