@@ -32,8 +32,7 @@ from pathlib import Path
 import psutil
 
 from bench import doc
-from bench.results import RESULTS_DIR, environment, format_spread, summarise, write_results
-from chatflow.arguments import whole_number
+from bench.results import RESULTS_DIR, add_page_options, environment, format_spread, summarise, write_results
 from tests.support.redis_server import RedisServer, missing
 
 ROOMS = 20
@@ -158,10 +157,7 @@ def page(report: dict) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bus", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=whole_number(1000), default=DEFAULT_MESSAGES)
-    parser.add_argument("--rounds", type=whole_number(1), default=DEFAULT_ROUNDS)
-    parser.add_argument("--doc", type=Path, help="write the page here (the default run writes docs/measurements/bus.md)")
-    parser.add_argument("--from-results", type=Path, metavar="JSON", help="rewrite the page from a run's JSON")
+    add_page_options(parser, messages=DEFAULT_MESSAGES, rounds=DEFAULT_ROUNDS)
     args = parser.parse_args(argv)
     if args.from_results is not None:
         report = json.loads(args.from_results.read_text())

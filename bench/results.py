@@ -39,6 +39,17 @@ def add_client_bench_options(parser: argparse.ArgumentParser, timeout: float) ->
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes (default bench/results)")
 
 
+def add_page_options(parser: argparse.ArgumentParser, *, messages: int, rounds: int) -> None:
+    """What a benchmark that writes a measurement page takes: its size, its rounds, where
+    the page goes (its default run writes its own page), and a saved run to rewrite it from."""
+    from chatflow.arguments import whole_number
+
+    parser.add_argument("--messages", type=whole_number(1000), default=messages, help="(default %(default)s)")
+    parser.add_argument("--rounds", type=whole_number(1), default=rounds, help="(default %(default)s)")
+    parser.add_argument("--doc", type=Path, help="write the page here")
+    parser.add_argument("--from-results", type=Path, metavar="JSON", help="rewrite the page from a run's JSON")
+
+
 def environment() -> dict:
     """What the figures were measured on and with."""
     return {
