@@ -7,7 +7,7 @@ against fresh server processes in ``--mode broadcast``, in interleaved rounds:
 - **one instance**, no bus;
 - **two instances + Redis**: both with ``--bus`` on a redis-server of the bench's own, the
   client's connections and members dealt over both (``--server`` twice);
-- **two instances behind nginx** (``--nginx``): the same, through
+- **two instances behind nginx** (left out with ``--no-nginx``): the same, through
   ``deploy/nginx/chatflow.conf`` (its ports replaced), one address for the client.
 
 Figures per setup: msg/s, deliveries/s, fan-out latency (send → each member, and → the
@@ -276,7 +276,7 @@ def soak_page(report: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     add_page_options(parser, messages=DEFAULT_MESSAGES, rounds=DEFAULT_ROUNDS)
-    parser.add_argument("--nginx", action="store_true", help="also the two instances behind nginx")
+    parser.add_argument("--no-nginx", action="store_true", help="leave out the two instances behind nginx")
     parser.add_argument("--soak", type=float, metavar="SECONDS", help=f"the soak instead (default run: {DEFAULT_SOAK:g})")
     parser.add_argument("--restarts", type=whole_number(0), default=DEFAULT_RESTARTS)
     args = parser.parse_args(argv)
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                 report["soak"] = soak(args.soak, args.restarts, Path(scratch))
                 name = "broadcast_soak"
             else:
-                setups = [ONE, TWO] + ([NGINX] if args.nginx else [])
+                setups = [ONE, TWO] + ([] if args.no_nginx else [NGINX])
                 report["runs"] = {setup: [] for setup in setups}
                 for round_number in range(args.rounds):
                     for setup in setups if round_number % 2 == 0 else reversed(setups):
@@ -312,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         if ratio_line(report):
             print(ratio_line(report))
         lines = page(report)
-        default_run = args.from_results is not None or (args.messages == DEFAULT_MESSAGES and args.rounds == DEFAULT_ROUNDS)
+        default_run = args.from_results is not None or (
+            args.messages == DEFAULT_MESSAGES and args.rounds == DEFAULT_ROUNDS and not args.no_nginx)
         target = args.doc or (PAGE if default_run else None)
     if target is not None:
         print(f"page: {doc.shown(doc.write_page(target, lines))}")
