@@ -10,9 +10,14 @@ against fresh server processes in ``--mode broadcast``, in interleaved rounds:
 - **two instances behind nginx** (left out with ``--no-nginx``): the same, through
   ``deploy/nginx/chatflow.conf`` (its ports replaced), one address for the client.
 
-Figures per setup: msg/s, deliveries/s, fan-out latency (send → each member, and → the
-last member) p50/p99/max, missing / duplicated / out of order, and the servers' CPU per
-message. The two-instance figure is read as a ratio of the one-instance one.
+Each setup is run twice a round: at **full load** (the client's default threads, closed
+loop: what the setup delivers at most, with the client on the same two cores), and at a
+**light load** (``LIGHT_THREADS`` senders, ``LIGHT_MESSAGES`` messages), under what the
+client's member thread reads, so that the fan-out latency is the servers' and Redis's,
+not the time frames wait in buffers for a saturated reader. Figures per run: msg/s,
+deliveries/s, fan-out latency (send → each member, and → the last member) p50/p99/max,
+missing / duplicated / out of order, and the servers' CPU per message. The two-instance
+figures are read as ratios of the one-instance ones.
 
 ``python -m bench.broadcast --soak SECONDS`` runs the two-instance setup for that long
 (600: the default soak), restarting Redis ``--restarts`` times at even intervals, and
@@ -34,7 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench import defaults, doc
@@ -62,6 +67,10 @@ RSS_EVERY = 10.0
 #: How long Redis stays down at each of the soak's restarts.
 REDIS_DOWN = 3.0
 ONE, TWO, NGINX = "one instance", "two instances + Redis", "two instances + Redis, behind nginx"
+#: The light load: senders (one phase, no warmup) and messages.
+LIGHT_THREADS = 4
+LIGHT_MESSAGES = 20_000
+FULL, LIGHT = "full load", "light load"
 
 
 @dataclass
@@ -105,9 +114,12 @@ def running(name: str, scratch: Path) -> Iterator[Setup]:
         yield Setup(urls, servers, redis)
 
 
-def client_config(urls: list[str], messages: int, output: Path) -> LoadTestConfig:
-    return LoadTestConfig(base_url=urls[0], more_servers=tuple(urls[1:]), messages=messages, scenario="broadcast",
-                          seed=defaults.SEED, output_dir=output)
+def client_config(urls: list[str], messages: int, output: Path, load: str = FULL) -> LoadTestConfig:
+    config = LoadTestConfig(base_url=urls[0], more_servers=tuple(urls[1:]), messages=messages, scenario="broadcast",
+                            seed=defaults.SEED, output_dir=output)
+    if load == LIGHT:
+        config = replace(config, messages=LIGHT_MESSAGES, threads=LIGHT_THREADS, warmup_threads=0)
+    return config
 
 
 def figures_of(result: RunResult, servers: list[ServerProcess], cpu_before: float) -> dict:
@@ -131,10 +143,10 @@ def figures_of(result: RunResult, servers: list[ServerProcess], cpu_before: floa
     }
 
 
-def measure(name: str, messages: int, scratch: Path) -> dict:
+def measure(name: str, messages: int, scratch: Path, load: str) -> dict:
     with running(name, scratch) as setup:
         cpu_before = sum(sum(server.cpu_seconds()) for server in setup.servers)
-        config = client_config(setup.urls, messages, scratch / "client")
+        config = client_config(setup.urls, messages, scratch / "client", load)
         result = LoadTest(config).run()
         return figures_of(result, setup.servers, cpu_before)
 
@@ -215,31 +227,34 @@ ROWS = (
 )
 
 
-def rows(report: dict) -> list[list[str]]:
-    spreads = {name: summarise(runs) for name, runs in report["runs"].items()}
-    return [[label, *(format_spread(spreads[name][key], digits) for name in report["runs"])]
-            for label, key, digits in ROWS]
+def rows(runs: dict[str, list[dict]]) -> list[list[str]]:
+    spreads = {name: summarise(measured) for name, measured in runs.items()}
+    return [[label, *(format_spread(spreads[name][key], digits) for name in runs)] for label, key, digits in ROWS]
 
 
-def ratio_line(report: dict) -> str | None:
-    runs = report["runs"]
-    if ONE not in runs or TWO not in runs:
-        return None
-    one = summarise(runs[ONE])["deliveries_per_s"]["median"]
-    two = summarise(runs[TWO])["deliveries_per_s"]["median"]
-    return f"Two instances + Redis deliver {two / one:.2f}× the deliveries/s of one instance (medians)."
+def ratio_lines(report: dict) -> list[str]:
+    lines = []
+    for load, runs in report["runs"].items():
+        one, two = (summarise(runs[name]) for name in (ONE, TWO))
+        ratio = two["deliveries_per_s"]["median"] / one["deliveries_per_s"]["median"]
+        p99 = (two["each_p99_ms"]["median"] or 0) - (one["each_p99_ms"]["median"] or 0)
+        lines.append(f"At {load}, two instances + Redis deliver {ratio:.2f}× the deliveries/s of one instance; "
+                     f"fan-out p99 {p99:+.1f} ms (medians).")
+    return lines
 
 
 def page(report: dict) -> list[str]:
     lines = doc.header("Broadcast rooms: one instance, two on Redis", COMMAND,
                        "How it is built and why: docs/broadcast.md, docs/scale-out.md.")
     lines += [doc.measured_on(report["started_at"], report["environment"]) +
-              f" {report['messages']:,} messages per run, 20 rooms × 10 listening members, the client in one process"
-              f" on the same machine; {report['rounds']} interleaved rounds, medians (min–max).", ""]
-    lines += doc.table(["", *report["runs"]], rows(report), "l" + "r" * len(report["runs"]))
-    ratio = ratio_line(report)
-    if ratio:
-        lines += ["", ratio]
+              " 20 rooms × 10 listening members, the client (senders and members in one process) on the same"
+              f" machine; {report['rounds']} interleaved rounds, medians (min–max).", ""]
+    for load, runs in report["runs"].items():
+        size = (f"{report['messages']:,} messages, the client's default threads" if load == FULL
+                else f"{LIGHT_MESSAGES:,} messages, {LIGHT_THREADS} senders")
+        lines += [f"## At {load} ({size})", ""]
+        lines += doc.table(["", *runs], rows(runs), "l" + "r" * len(runs)) + [""]
+    lines += ratio_lines(report)
     return lines
 
 
@@ -294,13 +309,15 @@ def main(argv: list[str] | None = None) -> int:
                 name = "broadcast_soak"
             else:
                 setups = [ONE, TWO] + ([] if args.no_nginx else [NGINX])
-                report["runs"] = {setup: [] for setup in setups}
+                report["runs"] = {load: {setup: [] for setup in setups} for load in (FULL, LIGHT)}
                 for round_number in range(args.rounds):
                     for setup in setups if round_number % 2 == 0 else reversed(setups):
-                        figures = measure(setup, args.messages, Path(scratch))
-                        report["runs"][setup].append(figures)
-                        print(f"round {round_number + 1} {setup}: {figures['deliveries_per_s']:,.0f} deliveries/s, "
-                              f"fan-out p99 {figures['each_p99_ms']} ms, missing {figures['missing']:,}", flush=True)
+                        for load in (FULL, LIGHT):
+                            figures = measure(setup, args.messages, Path(scratch), load)
+                            report["runs"][load][setup].append(figures)
+                            print(f"round {round_number + 1} {setup}, {load}: {figures['msg_per_s']:,.0f} msg/s, "
+                                  f"{figures['deliveries_per_s']:,.0f} deliveries/s, "
+                                  f"fan-out p99 {figures['each_p99_ms']} ms, missing {figures['missing']:,}", flush=True)
                 name = "broadcast"
         print(f"results: {doc.shown(write_results(report, RESULTS_DIR, name))}")
     if "soak" in report:
@@ -308,9 +325,9 @@ def main(argv: list[str] | None = None) -> int:
         default_run = args.from_results is not None or (args.soak == DEFAULT_SOAK and args.restarts == DEFAULT_RESTARTS)
         target = args.doc or (SOAK_PAGE if default_run else None)
     else:
-        print("\n".join(doc.text_table([["", *report["runs"]], *rows(report)])))
-        if ratio_line(report):
-            print(ratio_line(report))
+        for load, runs in report["runs"].items():
+            print("\n".join(doc.text_table([[load, *runs], *rows(runs)])))
+        print("\n".join(ratio_lines(report)))
         lines = page(report)
         default_run = args.from_results is not None or (
             args.messages == DEFAULT_MESSAGES and args.rounds == DEFAULT_ROUNDS and not args.no_nginx)

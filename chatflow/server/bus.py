@@ -30,19 +30,26 @@ from chatflow.server.config import BusSettings
 
 log = logging.getLogger("chatflow.server.bus")
 
-#: Number a message (never below what this instance has seen of the room: after Redis
-#: restarts empty, the room's numbers go on instead of starting again at 1), then append
-#: it to the room's stream. KEYS: the room's counter, its stream. ARGV: the frame's body,
-#: the origin, the floor, the stream's length.
+#: Number each message of a batch (never below what this instance has seen of its room:
+#: after Redis restarts empty, the room's numbers go on instead of starting again at 1),
+#: then append it to the rooms' stream; all in one atomic step. KEYS: the stream, then
+#: each message's room counter. ARGV: the stream's length, then four per message: its
+#: room, the frame's body, the origin, the floor. Returns the sequences, in order.
 _PUBLISH = """
-local seq = redis.call('INCR', KEYS[1])
-local floor = tonumber(ARGV[3])
-if seq <= floor then
-  seq = floor + 1
-  redis.call('SET', KEYS[1], seq)
+local sequences = {}
+for i = 2, #KEYS do
+  local at = (i - 2) * 4 + 2
+  local seq = redis.call('INCR', KEYS[i])
+  local floor = tonumber(ARGV[at + 3])
+  if seq <= floor then
+    seq = floor + 1
+    redis.call('SET', KEYS[i], seq)
+  end
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'r', ARGV[at], 'q', seq, 'b', ARGV[at + 1],
+             'o', ARGV[at + 2])
+  sequences[#sequences + 1] = seq
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'q', seq, 'b', ARGV[1], 'o', ARGV[2])
-return seq
+return sequences
 """
 
 #: The errors that mean Redis cannot be used now (down, restarting, unreachable, slow).
@@ -133,8 +140,9 @@ class RedisBus:
         self._origin_prefix = self.origin.encode() + b"/"
         prefix = settings.prefix
         self._counters = [f"{prefix}:room:{room}:sequence" for room in range(rooms + 1)]
-        self._streams = [f"{prefix}:room:{room}:stream" for room in range(rooms + 1)]
-        self._room_of_stream = {name.encode(): room for room, name in enumerate(self._streams) if room}
+        #: One stream for every room: each instance reads them all anyway, and one XREAD
+        #: of one stream costs less than of twenty.
+        self._stream = f"{prefix}:rooms"
         self._queue: collections.deque[Outgoing] = collections.deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -276,16 +284,15 @@ class RedisBus:
         return batch
 
     def _send(self, client: redis.Redis, script: str, batch: list[Outgoing]) -> None:
-        counters, streams, floors = self._counters, self._streams, self._floors
-        length = self.settings.stream_length
-        origin = self._origin_prefix
-        pipe = client.pipeline(transaction=False)
-        # EVALSHA as a plain command: redis-py's Script object checks the script is loaded
-        # before every pipeline, which costs a round trip and 4 µs a message more.
+        counters, floors, origin = self._counters, self._floors, self._origin_prefix
+        keys = [self._stream]
+        arguments: list[object] = [self.settings.stream_length]
         for room, body, sender in batch:
-            pipe.execute_command("EVALSHA", script, 2, counters[room], streams[room], body,
-                                 origin + b"%d" % sender, floors[room], length)
-        sequences = pipe.execute()
+            keys.append(counters[room])
+            arguments += (room, body, origin + b"%d" % sender, floors[room])
+        # One EVALSHA for the batch, as a plain command: redis-py's Script object checks
+        # that the script is loaded before each use, a round trip more.
+        sequences = client.execute_command("EVALSHA", script, len(keys), *keys, *arguments)
         self.published += len(batch)
         self._raise_floors([(item.room, sequence) for item, sequence in zip(batch, sequences)])
 
@@ -305,19 +312,20 @@ class RedisBus:
 
     def _subscribe_loop(self) -> None:
         client, failures = None, 0
-        positions: dict[str, bytes | str] | None = None
+        position: bytes | str | None = None
         last = [0] * (self.rooms + 1)
         while not self._stop.is_set():
             try:
                 if client is None:
                     client = self._client(blocking=True)
-                    if positions is None:
-                        positions = self._tails(client)
+                    if position is None:
+                        position = self._tail(client)
                     else:
                         client.ping()
                     self.subscriber.went_up(0)
                     failures = 0
-                answer = client.xread(positions, count=self.settings.batch, block=self.settings.block_ms)
+                answer = client.xread({self._stream: position}, count=self.settings.batch,
+                                      block=self.settings.block_ms)
             except _UNAVAILABLE as exc:
                 if client is not None:
                     client.close()
@@ -327,40 +335,33 @@ class RedisBus:
                 self._backoff(failures)
                 continue
             if answer:
-                self._hand_on(answer, positions, last)
+                position = self._hand_on(answer[0][1], last)
 
-    def _tails(self, client: redis.Redis) -> dict[str, bytes | str]:
-        """Where to start reading each room: after its newest entry, or from the start of
-        a stream that does not exist yet (so that its first entry is not missed)."""
-        pipe = client.pipeline(transaction=False)
-        for room in range(1, self.rooms + 1):
-            pipe.xrevrange(self._streams[room], count=1)
-        newest = pipe.execute()
-        return {self._streams[room]: entries[0][0] if entries else "0-0"
-                for room, entries in zip(range(1, self.rooms + 1), newest)}
+    def _tail(self, client: redis.Redis) -> bytes | str:
+        """Where to start reading: after the stream's newest entry, or from the start of a
+        stream that does not exist yet (so that its first entry is not missed)."""
+        newest = client.xrevrange(self._stream, count=1)
+        return newest[0][0] if newest else "0-0"
 
-    def _hand_on(self, answer: list, positions: dict[str, bytes | str], last: list[int]) -> None:
+    def _hand_on(self, entries: list, last: list[int]) -> bytes:
+        """Entries read, to ``deliver``; the id to read on from."""
         origin = self._origin_prefix
         cut = len(origin)
         crossings = []
-        seen = []
-        for stream, entries in answer:
-            room = self._room_of_stream[stream]
+        for _, fields in entries:
+            room = int(fields[b"r"])
+            sequence = int(fields[b"q"])
             previous = last[room]
-            for entry_id, fields in entries:
-                sequence = int(fields[b"q"])
-                if previous and sequence != previous + 1:
-                    if sequence > previous:
-                        self.missed += sequence - previous - 1
-                    else:
-                        self.reordered += 1
-                previous = sequence
-                source = fields[b"o"]
-                sender = int(source[cut:]) if source.startswith(origin) else None
-                crossings.append(Crossing(room, sequence, fields[b"b"], sender))
-            last[room] = previous
-            positions[self._streams[room]] = entries[-1][0]
-            seen.append((room, previous))
+            if previous and sequence != previous + 1:
+                if sequence > previous:
+                    self.missed += sequence - previous - 1
+                else:
+                    self.reordered += 1
+            last[room] = sequence
+            source = fields[b"o"]
+            sender = int(source[cut:]) if source.startswith(origin) else None
+            crossings.append(Crossing(room, sequence, fields[b"b"], sender))
         self.received += len(crossings)
-        self._raise_floors(seen)
+        self._raise_floors([(room, last[room]) for room in {c.room for c in crossings}])
         self._deliver(crossings)
+        return entries[-1][0]

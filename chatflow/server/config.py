@@ -40,9 +40,9 @@ ECHO_LIMITS = ServerLimits(max_message_size=32 * MiB, send_buffer_high_water=32 
 class BusSettings:
     """The Redis bus between instances (``--bus``, docs/broadcast.md#the-bus)."""
 
-    #: Entries kept per room's stream (``MAXLEN ~``): how far a subscriber may fall
+    #: Entries the rooms' stream keeps (``MAXLEN ~``): how far a subscriber may fall
     #: behind, or be away, and still catch up. About 250 bytes each in Redis.
-    stream_length: int = 10_000
+    stream_length: int = 100_000
     #: Messages handed to Redis in one pipeline, and read in one XREAD, at most.
     batch: int = 512
     #: How long one XREAD waits for entries (ms) before it asks again.
