@@ -50,6 +50,7 @@ from chatflow.client.fanout import latency_figures
 from chatflow.client.results import RunResult
 from chatflow.client.run import LoadTest
 from chatflow.server.process import ServerProcess, local_server_command
+from tests.support.health import get_health
 from tests.support.nginx import nginx_in_front
 from tests.support.redis_server import RedisServer, missing
 
@@ -206,11 +207,7 @@ def soak(seconds: float, restarts: int, scratch: Path) -> dict:
 
 def bus_figures(server: ServerProcess) -> dict:
     """What an instance says of its bus at the end (its ``/health?verbose``)."""
-    import urllib.request
-
-    found = server.wait_listening("http")
-    with urllib.request.urlopen(f"http://{found.host}:{found.port}/health?verbose", timeout=5) as response:
-        body = json.loads(response.read())
+    _, body = get_health(server.wait_listening("http").port, "/health?verbose")
     return {"status": body["status"], **{key: body["bus"][key] for key in ("published", "received", "notCrossed",
                                                                           "missed", "reordered")},
             "evicted": body["broadcast"]["evicted"]}

@@ -7,11 +7,8 @@ commands that end by themselves (errors, ``--help``, a whole client run) through
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
-import urllib.error
-import urllib.request
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +19,7 @@ from typing import Any
 import psutil
 
 from chatflow.server.process import START_TIMEOUT, ServerProcess, local_server_command
+from tests.support.health import get_health
 from tests.support.network import LOCALHOST
 from tests.support.waiting import DEFAULT_TIMEOUT
 
@@ -46,13 +44,7 @@ class ListeningServer:
 
     def health(self, verbose: bool = False) -> tuple[int, dict[str, Any]]:
         """``GET /health`` (``?verbose``): its HTTP status and its JSON, whatever the status."""
-        url = f"http://{LOCALHOST}:{self.health_port}/health{'?verbose' if verbose else ''}"
-        try:
-            with urllib.request.urlopen(url, timeout=DEFAULT_TIMEOUT) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, json.loads(error.read())
+        return get_health(self.health_port, "/health?verbose" if verbose else "/health")
 
 
 def server_command(*args: str) -> list[str]:
