@@ -97,7 +97,9 @@ class PacedSender(MessageSender):
             for k in range(self.quota):
                 intended = schedule.slot_ns(self.index + k * self.stride)
                 # Bounded: each wait ends by the slot (or the stop), and the clock moves on.
+                slept = False
                 while (now := perf_counter_ns()) < intended:
+                    slept = True
                     if stop.wait((intended - now) / 1e9):
                         return stats
                 item = self._take()
@@ -106,6 +108,9 @@ class PacedSender(MessageSender):
                 lag_ns = perf_counter_ns() - intended
                 if lag_ns > self._tolerance_ns:
                     stats.behind += 1
+                    if slept:
+                        # Early for its slot, yet late sending: the client woke it late.
+                        stats.behind_waking += 1
                     if lag_ns // 1000 > stats.lag_max_us:
                         stats.lag_max_us = lag_ns // 1000
                 self._intended_ns = intended

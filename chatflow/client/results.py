@@ -41,6 +41,9 @@ class SenderStats:
     service_counts: list[int] = field(default_factory=list)
     service_max_us: int = 0
     behind: int = 0
+    #: Of ``behind``: those whose sender was early and slept, and woke late (the client's
+    #: doing: its GIL, its other threads); the others' previous reply came after their slot.
+    behind_waking: int = 0
     lag_max_us: int = 0
     #: The open loop's phase: seconds from the schedule's slot 0 to the phase's end.
     schedule_s: float = 0.0
@@ -104,6 +107,9 @@ class OpenLoop:
     achieved_msg_s: float
     messages: int
     behind: int
+    #: Of ``behind``: late because their sender woke late from its sleep to the slot (the
+    #: client), not because the previous reply came after the slot (the server, the network).
+    behind_waking: int
     lag_max_ms: float
     response_time: dict
     service_time: dict
@@ -237,7 +243,7 @@ class RunResult:
         return OpenLoop(
             asked_msg_s=config.rate,
             achieved_msg_s=totals.success / totals.schedule_s if totals.schedule_s > 0 else 0.0, messages=totals.success + totals.failure,
-            behind=totals.behind, lag_max_ms=totals.lag_max_us / 1000.0,
+            behind=totals.behind, behind_waking=totals.behind_waking, lag_max_ms=totals.lag_max_us / 1000.0,
             response_time=latency_figures(totals.response_counts or empty_counts(), totals.response_max_us),
             service_time=latency_figures(totals.service_counts or empty_counts(), totals.service_max_us),
             senders_bound_msg_s=threads / mean_service_s if mean_service_s else None)

@@ -93,14 +93,21 @@ def format_open_loop(result: RunResult) -> list[str]:
     achieved = f"{o.achieved_msg_s:,.1f} msg/s ({o.achieved_msg_s / o.asked_msg_s:.1%} of the rate asked)"
     add("Rate achieved", achieved + "; " + rate_held_text(result))
     add("Behind schedule", f"{o.behind:,} of {o.messages:,} messages sent more than {BEHIND_TOLERANCE_MS:g} ms "
-        f"after their intended time; the largest lag {o.lag_max_ms:,.1f} ms")
+        f"after their intended time ({o.behind - o.behind_waking:,} after a late reply, {o.behind_waking:,} "
+        f"woken late by the client); the largest lag {o.lag_max_ms:,.1f} ms")
     add("Response time", _latency_text(o.response_time, "intended send → reply: what a user waiting sees"))
     add("Service time", _latency_text(o.service_time, "actual send → reply: what the server took"))
     response_p99, service_p99 = o.response_time["p99_ms"], o.service_time["p99_ms"]
     if response_p99 is not None and service_p99 is not None and response_p99 > 2 * service_p99 + BEHIND_TOLERANCE_MS:
-        add("Why they differ", "messages waited behind late replies before they could be sent: the response "
-            "time counts that wait (the schedule's), the service time does not; a closed loop would have "
-            "hidden it by sending less")
+        causes = []
+        if o.behind > o.behind_waking:
+            causes.append(f"{o.behind - o.behind_waking:,} waited for their sender's previous reply, which came "
+                          "after their slot (the server or the network slow)")
+        if o.behind_waking:
+            causes.append(f"{o.behind_waking:,} were woken late for their slot by the client itself (its GIL, "
+                          "its other threads)")
+        add("Why they differ", "messages sent late: " + "; ".join(causes) + ". The response time counts that "
+            "wait, the service time does not; a closed loop would have hidden it by sending less")
     return lines
 
 
@@ -345,7 +352,7 @@ def open_loop_figures(o: OpenLoop) -> dict:
         "open_loop": {
             "rate_asked_msg_s": o.asked_msg_s, "rate_achieved_msg_s": round(o.achieved_msg_s, 1),
             "rate_held": o.held, "rate_held_fraction": RATE_HELD_FRACTION, "messages": o.messages,
-            "behind_schedule": o.behind, "behind_tolerance_ms": BEHIND_TOLERANCE_MS,
+            "behind_schedule": o.behind, "behind_woken_late": o.behind_waking, "behind_tolerance_ms": BEHIND_TOLERANCE_MS,
             "largest_lag_ms": round(o.lag_max_ms, 3), "senders_bound_msg_s": _rounded(o.senders_bound_msg_s, 1),
         },
         "response_time": o.response_time,
