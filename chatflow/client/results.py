@@ -105,6 +105,7 @@ class OpenLoop:
 
     asked_msg_s: float
     achieved_msg_s: float
+    #: Messages sent (those cancelled before a send, by a stop, left out).
     messages: int
     behind: int
     #: Of ``behind``: late because their sender woke late from its sleep to the slot (the
@@ -242,7 +243,7 @@ class RunResult:
         threads = max(p.threads for p in self.phases)
         return OpenLoop(
             asked_msg_s=config.rate,
-            achieved_msg_s=totals.success / totals.schedule_s if totals.schedule_s > 0 else 0.0, messages=totals.success + totals.failure,
+            achieved_msg_s=totals.success / totals.schedule_s if totals.schedule_s > 0 else 0.0, messages=totals.success + totals.failure - totals.failures_by_status.get(Status.CANCELLED.value, 0),
             behind=totals.behind, behind_waking=totals.behind_waking, lag_max_ms=totals.lag_max_us / 1000.0,
             response_time=latency_figures(totals.response_counts or empty_counts(), totals.response_max_us),
             service_time=latency_figures(totals.service_counts or empty_counts(), totals.service_max_us),
