@@ -243,7 +243,8 @@ class RunResult:
         threads = max(p.threads for p in self.phases)
         return OpenLoop(
             asked_msg_s=config.rate,
-            achieved_msg_s=totals.success / totals.schedule_s if totals.schedule_s > 0 else 0.0, messages=totals.success + totals.failure - totals.failures_by_status.get(Status.CANCELLED.value, 0),
+            achieved_msg_s=totals.success / totals.schedule_s if totals.schedule_s > 0 else 0.0,
+            messages=totals.success + totals.failure - totals.failures_by_status.get(Status.CANCELLED.value, 0),
             behind=totals.behind, behind_waking=totals.behind_waking, lag_max_ms=totals.lag_max_us / 1000.0,
             response_time=latency_figures(totals.response_counts or empty_counts(), totals.response_max_us),
             service_time=latency_figures(totals.service_counts or empty_counts(), totals.service_max_us),
