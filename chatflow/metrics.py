@@ -53,6 +53,15 @@ DELIVERIES, FANOUT_LAST = "deliveries", "fanoutLastMs"
 BROADCAST_COLUMNS = (*COLUMNS, DELIVERIES, FANOUT_LAST)
 BROADCAST_CSV_HEADER = ",".join(BROADCAST_COLUMNS)
 
+#: The open loop's two more columns (``--rate``, docs/analysis.md#the-open-loops-columns):
+#: ``intendedTimestamp``, the epoch ms (to the µs) the schedule meant the message to be
+#: sent at, and ``responseTime``, ms from then to the attempt's outcome (the latency a
+#: user waiting for the message sees); ``latency`` stays the service time from the
+#: actual send, and ``timestamp`` the actual send.
+INTENDED, RESPONSE = "intendedTimestamp", "responseTime"
+RATE_COLUMNS = (*COLUMNS, INTENDED, RESPONSE)
+RATE_CSV_HEADER = ",".join(RATE_COLUMNS)
+
 #: Called once per attempt: (epoch ms at send, message type, latency ms, status, room, final).
 Recorder = Callable[[int, str, float, str, int, bool], None]
 
@@ -62,6 +71,8 @@ Recorder = Callable[[int, str, float, str, int, bool], None]
 CSV_LINE = "%d,%s,%.3f,%s,%d,%d\n"
 #: A broadcast scenario's row: ``CSV_LINE``'s fields, then the two columns as text.
 BROADCAST_CSV_LINE = CSV_LINE[:-1] + ",%s,%s\n"
+#: An open loop's row: ``CSV_LINE``'s fields, then intended epoch ms and response ms.
+RATE_CSV_LINE = CSV_LINE[:-1] + ",%.3f,%.3f\n"
 #: The two columns of a row that has no fan-out figures (a retried attempt).
 NO_FANOUT = ("", "")
 
@@ -75,11 +86,14 @@ class CsvFormat(NamedTuple):
 
 ECHO_CSV = CsvFormat(CSV_HEADER, CSV_LINE)
 BROADCAST_CSV = CsvFormat(BROADCAST_CSV_HEADER, BROADCAST_CSV_LINE)
+RATE_CSV = CsvFormat(RATE_CSV_HEADER, RATE_CSV_LINE)
 
 
-def csv_format(broadcast: bool) -> CsvFormat:
+def csv_format(broadcast: bool, open_loop: bool = False) -> CsvFormat:
     """The metrics file of a scenario: the echo scenario's is the one of SPEC §2.5 and the
-    Java comparison, unchanged."""
+    Java comparison, unchanged; the open loop's (``--rate``) has two more columns."""
+    if open_loop:
+        return RATE_CSV
     return BROADCAST_CSV if broadcast else ECHO_CSV
 
 

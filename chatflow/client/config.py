@@ -26,6 +26,11 @@ SCENARIOS = ("echo", "broadcast")
 FANOUT_DRAIN_LIMIT = 30.0
 #: ``--room-members`` at most: each member is a socket of the client's.
 MAX_ROOM_MEMBERS = 1_000
+#: Open loop (``--rate``, docs/client.md#open-loop---rate): a message sent later than its
+#: intended time by more than this many ms counts as behind schedule.
+BEHIND_TOLERANCE_MS = 1.0
+#: The run held its rate when it achieved at least this fraction of the rate asked.
+RATE_HELD_FRACTION = 0.98
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,13 @@ class LoadTestConfig:
     #: After the senders, the broadcast scenario waits for outstanding deliveries until
     #: this many seconds pass without one (at most ``FANOUT_DRAIN_LIMIT`` in all).
     fanout_drain: float = 2.0
+    #: Open loop: messages per second over the run, spread over the senders; None for the
+    #: closed loop (each sender sends its next message as soon as the last one's reply came).
+    rate: float | None = None
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate is not None
 
     @property
     def broadcast(self) -> bool:

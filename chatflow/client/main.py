@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import re
 import signal
 import sys
@@ -77,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--drain-timeout", type=seconds(0, 3600), default=d.fanout_drain, metavar="SECONDS",
                         help="broadcast scenario: after the senders, wait for deliveries until none came for "
                              "this long (default %(default)s)")
+    parser.add_argument("--rate", type=positive_rate, metavar="R",
+                        help="open loop: R messages per second over the run on a fixed schedule, spread over the "
+                             "--threads senders (one message in flight each); no warmup phase; the CSV and the "
+                             "summary add each message's intended send time and its response time from it")
+    parser.add_argument("--duration", type=seconds(0, 7 * 24 * 3600), metavar="S",
+                        help="with --rate: a run of S seconds of schedule (R × S messages), instead of --messages")
     parser.add_argument("--output-dir", type=Path, default=d.output_dir,
                         help="where results are written (default %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no live progress")
@@ -86,18 +93,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def positive_rate(text: str) -> float:
+    """``--rate``: messages per second, more than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of messages per second: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be more than 0 messages per second, not {text}")
+    return value
+
+
+def check_open_loop(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--rate`` and ``--duration`` against the other options; ``args.messages`` filled in
+    (left None by the parse when not given, so that --duration can tell)."""
+    if args.duration is not None:
+        if args.rate is None:
+            parser.error("argument --duration: needs --rate (a closed-loop run's size is --messages)")
+        if args.messages is not None:
+            parser.error("argument --duration: not allowed with --messages (give one of them)")
+        args.messages = max(1, round(args.rate * args.duration))
+    elif args.messages is None:
+        args.messages = LoadTestConfig.messages
+    if args.rate is not None and args.scenario == "broadcast":
+        parser.error("argument --rate: the broadcast scenario runs closed-loop only")
+    if args.rate is not None and args.processes > 1:
+        # One process, one clock for the schedule (docs/client.md#open-loop---rate).
+        print(f"Note: an open-loop run (--rate) runs in one process (not {args.processes})", flush=True)
+        args.processes = 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # messages=None: a namespace's attribute is not overwritten by the default, so an
+    # absent --messages stays None until check_open_loop fills it in.
+    args = parser.parse_args(argv, argparse.Namespace(messages=None))
     if args.room_members > MAX_ROOM_MEMBERS:
         parser.error(f"argument --room-members: at most {MAX_ROOM_MEMBERS}, not {args.room_members}")
+    check_open_loop(parser, args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.scenario == "broadcast" and args.processes > 1:
         # A delivery is paired with its send in the process that sent it (docs/client.md#the-broadcast-scenario).
         print(f"Note: the broadcast scenario runs in one process (not {args.processes}): its members' deliveries "
               "are paired with the sends of the same process", flush=True)
         args.processes = 1
-    form = csv_format(args.scenario == "broadcast")
+    form = csv_format(args.scenario == "broadcast", args.rate is not None)
     try:
         args.output_dir.mkdir(parents=True, exist_ok=True)
         writer = CsvWriter(args.output_dir, form=form) if args.processes == 1 else MergedCsv(args.output_dir, form)
@@ -128,7 +168,7 @@ def load_test_config(args: argparse.Namespace, url: str) -> LoadTestConfig:
         timeout=args.timeout,
         retry=dataclasses.replace(LoadTestConfig.retry, max_attempts=args.max_attempts), rooms=args.rooms,
         seed=args.seed, probe_messages=args.probe_messages, output_dir=args.output_dir,
-        scenario=args.scenario, room_members=args.room_members, fanout_drain=args.drain_timeout,
+        scenario=args.scenario, room_members=args.room_members, fanout_drain=args.drain_timeout, rate=args.rate,
     )
 
 
@@ -138,7 +178,9 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None, writer: CsvW
         test: LoadTest = MultiProcessLoadTest(config, args.processes, writer, server_pid=server_pid)
     else:
         writer.start()
-        if config.broadcast:
+        if config.open_loop:
+            test = LoadTest(config, server_pid=server_pid, rate_rows=writer.record_row)
+        elif config.broadcast:
             test = LoadTest(config, recorder=writer.record_without_fanout, server_pid=server_pid,
                             fanout_rows=writer.record_row)
         else:

@@ -57,25 +57,28 @@ class MessageSender:
 
     def run(self) -> SenderStats:
         """Take and deliver messages until the quota is met or the run is stopped."""
-        connection = self._connection
         try:
             for _ in range(self.quota):
                 item = self._take()
                 if item is None:
                     break
-                counted = self.stats.success + self.stats.failure
-                try:
-                    connection.deliver(item)
-                except Exception:
-                    # A bug (here or in the recorder) must neither lose the message in
-                    # hand nor count it twice.
-                    log.exception("sender for room %d failed on a message", self.room)
-                    connection.close()
-                    if self.stats.success + self.stats.failure == counted:
-                        self._count_failure(CLIENT_ERROR)
+                self._deliver(item)
         finally:
-            connection.close()
+            self._connection.close()
         return self.stats
+
+    def _deliver(self, item: OutgoingMessage) -> None:
+        """One message to its outcome, counted once whatever happens."""
+        counted = self.stats.success + self.stats.failure
+        try:
+            self._connection.deliver(item)
+        except Exception:
+            # A bug (here or in the recorder) must neither lose the message in hand nor
+            # count it twice.
+            log.exception("sender for room %d failed on a message", self.room)
+            self._connection.close()
+            if self.stats.success + self.stats.failure == counted:
+                self._count_failure(CLIENT_ERROR)
 
     @property
     def last_error(self) -> str:

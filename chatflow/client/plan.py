@@ -30,10 +30,10 @@ def split(total: int, parts: int) -> list[int]:
 def plan_phases(config: LoadTestConfig) -> list[PhasePlan]:
     """Warmup: each warmup thread sends its fixed count; main: the rest, split evenly.
 
-    No warmup phase when either warmup figure is 0, nor a main phase when the warmup
-    takes every message.
+    No warmup phase when either warmup figure is 0 or the run is an open loop (``--rate``:
+    one phase on one schedule), nor a main phase when the warmup takes every message.
     """
-    warmup_total = min(config.messages, config.warmup_threads * config.warmup_messages)
+    warmup_total = 0 if config.open_loop else min(config.messages, config.warmup_threads * config.warmup_messages)
     plans = []
     if warmup_total:
         plans.append(PhasePlan("warmup", split(warmup_total, config.warmup_threads)))

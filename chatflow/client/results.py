@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from chatflow.client.client_wait import ClientWait, bucket_of, empty_counts, summarise_waits
-from chatflow.client.config import LoadTestConfig
-from chatflow.client.fanout import FanoutCounts
+from chatflow.client.config import RATE_HELD_FRACTION, LoadTestConfig
+from chatflow.client.fanout import FanoutCounts, latency_figures
 from chatflow.client.littles_law import Bounds, Prediction, predict_from_warmup
 from chatflow.client.saturation import ClientLoad, client_load
 from chatflow.metrics import Status
@@ -32,6 +32,21 @@ class SenderStats:
     #: Each reply's client wait (chatflow.client.client_wait): µs in all, and a histogram.
     client_wait_sum_us: int = 0
     client_wait_counts: list[int] = field(default_factory=empty_counts)
+    #: The open loop (``--rate``): its successful messages' response times (intended send
+    #: → reply) and service times (actual send → reply), each a histogram and its exact
+    #: max in µs; the messages sent more than ``BEHIND_TOLERANCE_MS`` after their intended
+    #: time, and the largest lag in µs. Empty in the closed loop.
+    response_counts: list[int] = field(default_factory=list)
+    response_max_us: int = 0
+    service_counts: list[int] = field(default_factory=list)
+    service_max_us: int = 0
+    behind: int = 0
+    #: Of ``behind``: those whose sender was early and slept, and woke late (the client's
+    #: doing: its GIL, its other threads); the others' previous reply came after their slot.
+    behind_waking: int = 0
+    lag_max_us: int = 0
+    #: The open loop's phase: seconds from the schedule's slot 0 to the phase's end.
+    schedule_s: float = 0.0
 
     def add_client_wait(self, wait_us: int) -> None:
         self.client_wait_sum_us += wait_us
@@ -39,13 +54,17 @@ class SenderStats:
 
     def merge(self, other: SenderStats) -> None:
         for f in fields(self):
-            if f.name == "failures_by_status":
+            name = f.name
+            if name == "failures_by_status":
                 for status, count in other.failures_by_status.items():
                     self.failures_by_status[status] = self.failures_by_status.get(status, 0) + count
-            elif f.name == "client_wait_counts":
-                self.client_wait_counts = [a + b for a, b in zip(self.client_wait_counts, other.client_wait_counts)]
+            elif name.endswith("_counts"):
+                mine, theirs = getattr(self, name), getattr(other, name)
+                setattr(self, name, [a + b for a, b in zip(mine, theirs)] if mine and theirs else list(mine or theirs))
+            elif name.endswith("_max_us"):
+                setattr(self, name, max(getattr(self, name), getattr(other, name)))
             else:
-                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+                setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass
@@ -73,6 +92,35 @@ class LostWorker:
         error = f": {self.error}" if self.error else ""
         return (f"worker {self.index} (pid {self.pid}) ended {when} ({how}{error}); "
                 f"{self.messages:,} of its messages counted failed")
+
+
+@dataclass(frozen=True)
+class OpenLoop:
+    """An open-loop run's schedule against what it did (docs/client.md#open-loop---rate).
+
+    ``response_time`` is from each message's intended send time to its reply (what a user
+    waiting for it sees, coordinated omission corrected); ``service_time`` from its actual
+    send. Each: count, p50_ms, p95_ms, p99_ms (the middles of their histogram buckets,
+    within 1/16) and the exact max_ms, of the successful messages."""
+
+    asked_msg_s: float
+    achieved_msg_s: float
+    #: Messages sent (those cancelled before a send, by a stop, left out).
+    messages: int
+    behind: int
+    #: Of ``behind``: late because their sender woke late from its sleep to the slot (the
+    #: client), not because the previous reply came after the slot (the server, the network).
+    behind_waking: int
+    lag_max_ms: float
+    response_time: dict
+    service_time: dict
+    #: The most messages a second the senders could send, one in flight each: senders ÷
+    #: the mean service time; None without a successful message.
+    senders_bound_msg_s: float | None
+
+    @property
+    def held(self) -> bool:
+        return self.achieved_msg_s >= RATE_HELD_FRACTION * self.asked_msg_s
 
 
 @dataclass
@@ -183,6 +231,24 @@ class RunResult:
         totals = self.totals
         mean_latency_ms = totals.latency_sum / totals.success if totals.success else None
         return summarise_waits(totals.client_wait_counts, totals.client_wait_sum_us, mean_latency_ms)
+
+    @property
+    def open_loop(self) -> OpenLoop | None:
+        """The schedule against what the run did; None in the closed loop (or with no phase)."""
+        config = self.config
+        if config.rate is None or not self.phases:
+            return None
+        totals = self.totals
+        mean_service_s = totals.latency_sum / totals.success / 1000.0 if totals.success else None
+        threads = max(p.threads for p in self.phases)
+        return OpenLoop(
+            asked_msg_s=config.rate,
+            achieved_msg_s=totals.success / totals.schedule_s if totals.schedule_s > 0 else 0.0,
+            messages=totals.success + totals.failure - totals.failures_by_status.get(Status.CANCELLED.value, 0),
+            behind=totals.behind, behind_waking=totals.behind_waking, lag_max_ms=totals.lag_max_us / 1000.0,
+            response_time=latency_figures(totals.response_counts or empty_counts(), totals.response_max_us),
+            service_time=latency_figures(totals.service_counts or empty_counts(), totals.service_max_us),
+            senders_bound_msg_s=threads / mean_service_s if mean_service_s else None)
 
     @property
     def client_load(self) -> ClientLoad | None:

@@ -96,6 +96,11 @@ class RetryingConnection:
             self.close()
             self._attempt_failed(item, attempt, status, sent_ms, latency_ms)
 
+    def open(self) -> bool:
+        """Connect now unless connected (the open loop's senders, before the schedule
+        starts); False if it failed, and the first attempt tries again."""
+        return self._client is not None or self._connect()
+
     def close(self) -> None:
         """Drop the connection; the next attempt opens a new one."""
         if self._client is not None:

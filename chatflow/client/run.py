@@ -21,6 +21,7 @@ from chatflow.client.littles_law import Prediction, predict, with_result
 from chatflow.client.message_generator import MessageGenerator, OutgoingMessage
 from chatflow.client.members import BroadcastRooms
 from chatflow.client.message_sender import MessageSender
+from chatflow.client.pacing import PacedSender, RowSink, Schedule
 from chatflow.client.plan import PhasePlan, plan_phases
 from chatflow.client.probe import ServerUnreachable, probe_round_trip
 from chatflow.client.results import PhaseResult, RunResult, SenderStats
@@ -34,9 +35,12 @@ class LoadTest:
     processes = 1
 
     def __init__(self, config: LoadTestConfig, recorder: Recorder | None = None,
-                 server_pid: int | None = None, fanout_rows: Callable[[tuple], None] | None = None) -> None:
+                 server_pid: int | None = None, fanout_rows: Callable[[tuple], None] | None = None,
+                 rate_rows: RowSink | None = None) -> None:
         self.config = config
         self.recorder = recorder
+        #: The open loop's rows (``--rate``), with its two more columns.
+        self.rate_rows = rate_rows
         #: The broadcast scenario's final rows, with their fan-out columns.
         self.fanout_rows = fanout_rows
         self.server_pid = server_pid
@@ -108,7 +112,7 @@ class LoadTest:
                 return
             start = time.perf_counter()
             stats = run_senders(plan.name, phase_senders, self._messages, self.stop, config, self.recorder,
-                                self._senders, tracker)
+                                self._senders, tracker, self.rate_rows)
             yield PhaseResult(plan.name, plan.threads, plan.messages, stats, time.perf_counter() - start)
         if self._rooms is not None:
             self._rooms.drain(self.stop)
@@ -141,18 +145,29 @@ def assign_rooms(plans: list[PhasePlan], config: LoadTestConfig) -> list[list[Se
 
 def run_senders(name: str, senders: list[SenderPlan], messages: queue.SimpleQueue, stop: threading.Event,
                 config: LoadTestConfig, recorder: Recorder | None,
-                started: list[MessageSender] | None = None, fanout: FanoutTracker | None = None) -> SenderStats:
+                started: list[MessageSender] | None = None, fanout: FanoutTracker | None = None,
+                rate_rows: RowSink | None = None) -> SenderStats:
     """One phase's senders, each in a thread of a pool of that size, to their end; their
     counts added up. Each new sender is appended to ``started`` (for progress). With
     ``fanout`` (the broadcast scenario) the senders register their messages with it, and
-    the phase counts the deliveries its members received meanwhile."""
+    the phase counts the deliveries its members received meanwhile. In the open loop
+    (``config.rate``) they are paced on one schedule that starts now, their rows going to
+    ``rate_rows``."""
     stats = SenderStats()
     if not senders:
         return stats
     received = fanout.received if fanout is not None else 0
-    made = [MessageSender(config.room_url(room, server), room, messages, quota, stop,
-                          timeout=config.timeout, retry=config.retry, recorder=recorder, fanout=fanout)
-            for room, quota, server in senders]
+    if config.rate is not None:
+        schedule = Schedule(config.rate)
+        ready = threading.Barrier(len(senders), action=schedule.start)
+        made = [PacedSender(config.room_url(room, server), room, messages, quota, stop, timeout=config.timeout,
+                            retry=config.retry, schedule=schedule, index=i, stride=len(senders), ready=ready,
+                            rows=rate_rows)
+                for i, (room, quota, server) in enumerate(senders)]
+    else:
+        made = [MessageSender(config.room_url(room, server), room, messages, quota, stop,
+                              timeout=config.timeout, retry=config.retry, recorder=recorder, fanout=fanout)
+                for room, quota, server in senders]
     if started is not None:
         started.extend(made)
     with ThreadPoolExecutor(max_workers=len(made), thread_name_prefix=f"{name}-sender") as pool:
@@ -162,6 +177,8 @@ def run_senders(name: str, senders: list[SenderPlan], messages: queue.SimpleQueu
             _, pending = wait(pending, timeout=0.5)
     for future in futures:
         stats.merge(future.result())
+    if config.rate is not None:
+        stats.schedule_s = schedule.elapsed_s()
     if fanout is not None:
         stats.deliveries = fanout.received - received
     return stats

@@ -5,7 +5,8 @@ from __future__ import annotations
 from chatflow.client.client_wait import ClientWait
 from chatflow.client.fanout import latency_figures
 from chatflow.client.littles_law import HIT_FRACTION, Bound, Bounds, Prediction
-from chatflow.client.results import RunResult
+from chatflow.client.config import BEHIND_TOLERANCE_MS, RATE_HELD_FRACTION
+from chatflow.client.results import OpenLoop, RunResult
 from chatflow.client.saturation import BUSY_FRACTION, WAIT_SHARE, ClientLoad
 
 RULE = "=" * 72
@@ -67,6 +68,8 @@ def format_summary(result: RunResult) -> str:
         add(f"{'Client peak RSS':<26}{result.client_peak_rss_mib:.0f} MiB (during the run{processes})")
     if result.fanout is not None:
         lines += format_fanout(result)
+    if result.open_loop is not None:
+        lines += format_open_loop(result)
     if result.predictions and result.round_trip_s:
         lines += ["", f"Little's Law (W = {result.round_trip_s * 1000:.3f} ms on one idle connection)",
                   f"  {'phase':<8}{'threads':>8}{'predicted':>14}{'actual':>12}{'actual/pred':>13}"
@@ -75,6 +78,55 @@ def format_summary(result: RunResult) -> str:
         lines += format_bounds(result)
     add(RULE)
     return "\n".join(lines)
+
+
+def format_open_loop(result: RunResult) -> list[str]:
+    """The open loop's block (docs/client.md#open-loop---rate): the rate asked and
+    achieved, the lag, and the two latencies, with why they differ when they do."""
+    o = result.open_loop
+    lines = ["", "Open loop (--rate: each message has an intended send time on a fixed schedule)"]
+
+    def add(label: str, value: str) -> None:
+        lines.append(f"{label:<26}{value}")
+
+    add("Rate asked", f"{o.asked_msg_s:,.1f} msg/s over {result.phases[0].threads} senders, one message in flight each")
+    achieved = f"{o.achieved_msg_s:,.1f} msg/s ({o.achieved_msg_s / o.asked_msg_s:.1%} of the rate asked)"
+    add("Rate achieved", achieved + "; " + rate_held_text(result))
+    add("Behind schedule", f"{o.behind:,} of {o.messages:,} messages sent more than {BEHIND_TOLERANCE_MS:g} ms "
+        f"after their intended time ({o.behind - o.behind_waking:,} after a late reply, {o.behind_waking:,} "
+        f"woken late by the client); the largest lag {o.lag_max_ms:,.1f} ms")
+    add("Response time", _latency_text(o.response_time, "intended send → reply: what a user waiting sees"))
+    add("Service time", _latency_text(o.service_time, "actual send → reply: what the server took"))
+    response_p99, service_p99 = o.response_time["p99_ms"], o.service_time["p99_ms"]
+    if response_p99 is not None and service_p99 is not None and response_p99 > 2 * service_p99 + BEHIND_TOLERANCE_MS:
+        causes = []
+        if o.behind > o.behind_waking:
+            causes.append(f"{o.behind - o.behind_waking:,} waited for their sender's previous reply, which came "
+                          "after their slot (the server or the network slow)")
+        if o.behind_waking:
+            causes.append(f"{o.behind_waking:,} were woken late for their slot by the client itself (its GIL, "
+                          "its other threads)")
+        add("Why they differ", "messages sent late: " + "; ".join(causes) + ". The response time counts that "
+            "wait, the service time does not; a closed loop would have hidden it by sending less")
+    return lines
+
+
+def rate_held_text(result: RunResult) -> str:
+    """Whether the run held the rate asked, and if not what may have held it back."""
+    o = result.open_loop
+    if o.held:
+        return "the rate was held"
+    reasons = []
+    load = result.client_load
+    if load is not None and load.saturated:
+        reasons.append("the client was saturated (below)")
+    if o.senders_bound_msg_s is not None and o.senders_bound_msg_s < o.asked_msg_s:
+        reasons.append(f"{result.phases[0].threads} senders ÷ the mean service time allow only "
+                       f"{o.senders_bound_msg_s:,.0f} msg/s (more --threads, or a faster server)")
+    if o.behind:
+        reasons.append("replies came later than the next slots")
+    why = ": " + "; ".join(reasons) if reasons else ""
+    return f"the rate was NOT held (under {RATE_HELD_FRACTION:.0%} of it){why}"
 
 
 #: Rooms listed in the summary's per-room table at most (those with the most missing first).
@@ -220,6 +272,10 @@ def verdict(result: RunResult) -> str:
                 f"{fanout.duplicated:,} duplicated, {fanout.out_of_order:,} out of order{hint}")
     if fanout is not None:
         return f"OK: all {totals.success:,} messages succeeded and reached all {fanout.members} members of their room"
+    open_loop = result.open_loop
+    if open_loop is not None and not open_loop.held:
+        return (f"OK: all {totals.success:,} messages succeeded, but the rate was NOT held: "
+                f"{open_loop.achieved_msg_s:,.0f} of {open_loop.asked_msg_s:,.0f} msg/s asked")
     return f"OK: all {totals.success:,} messages succeeded"
 
 
@@ -285,7 +341,23 @@ def run_figures(result: RunResult) -> dict:
         figures["bounds"] = bound_figures(result.bounds)
     if result.fanout is not None:
         figures.update(fanout_figures(result))
+    if result.open_loop is not None:
+        figures.update(open_loop_figures(result.open_loop))
     return figures
+
+
+def open_loop_figures(o: OpenLoop) -> dict:
+    """The open loop's figures, as plain data (flat mappings, as the report shows them)."""
+    return {
+        "open_loop": {
+            "rate_asked_msg_s": o.asked_msg_s, "rate_achieved_msg_s": round(o.achieved_msg_s, 1),
+            "rate_held": o.held, "rate_held_fraction": RATE_HELD_FRACTION, "messages": o.messages,
+            "behind_schedule": o.behind, "behind_woken_late": o.behind_waking, "behind_tolerance_ms": BEHIND_TOLERANCE_MS,
+            "largest_lag_ms": round(o.lag_max_ms, 3), "senders_bound_msg_s": _rounded(o.senders_bound_msg_s, 1),
+        },
+        "response_time": o.response_time,
+        "service_time": o.service_time,
+    }
 
 
 def fanout_figures(result: RunResult) -> dict:

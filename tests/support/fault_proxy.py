@@ -40,6 +40,25 @@ class Fault(enum.Enum):
     DELAY = "delay"
     DROP = "drop"
     RESET = "reset"
+    #: A reply held to the end of a stall (``Stalls``).
+    STALL = "stall"
+
+
+@dataclass(frozen=True)
+class Stalls:
+    """The server's replies stalled for ``length`` s every ``every`` s: from ``every`` s
+    after the proxy starts, for ``length`` s, what the server sends is held until the
+    stall's end (the client's bytes pass); then again ``every`` s after that start."""
+
+    every: float
+    length: float
+
+    def hold(self, since_start: float) -> float:
+        """How long a reply read ``since_start`` s after the proxy started is held."""
+        if since_start < self.every:
+            return 0.0
+        into = since_start % self.every
+        return self.length - into if into < self.length else 0.0
 
 
 @dataclass(frozen=True)
@@ -146,9 +165,11 @@ class FaultProxy:
     proxy's thread writes them while it runs).
     """
 
-    def __init__(self, upstream_port: int, rates: FaultRates, seed: int) -> None:
+    def __init__(self, upstream_port: int, rates: FaultRates, seed: int, stalls: Stalls | None = None) -> None:
         self.upstream = (LOCALHOST, upstream_port)
         self.rates = rates
+        self.stalls = stalls
+        self._started = time.perf_counter()
         self.links: list[Link] = []
         #: Faults drawn, by kind (PASS included).
         self.faults: Counter[Fault] = Counter()
@@ -166,6 +187,7 @@ class FaultProxy:
 
     def __enter__(self) -> FaultProxy:
         self._listener.setblocking(False)
+        self._started = time.perf_counter()
         self._selector.register(self._listener, selectors.EVENT_READ, None)
         self._thread.start()
         return self
@@ -228,8 +250,12 @@ class FaultProxy:
             self._shut_if_done(link, to_server)
             return
         fault, delay = self.rates.draw(self._rng)
-        self.faults[fault] += 1
         now = time.perf_counter()
+        if self.stalls is not None and not to_server:
+            held = self.stalls.hold(now - self._started)
+            if held > delay:
+                fault, delay = Fault.STALL, held
+        self.faults[fault] += 1
         pending = link.pending[to_server]
         release_at = max(now + delay, pending[-1].release_at if pending else now)
         chunk = Chunk(to_server, data, now, fault, release_at)
