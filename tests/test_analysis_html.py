@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from chatflow.analysis.cli import main
-from chatflow.analysis.html_report import render_run
+from chatflow.analysis.html_report import render_run, render_runs
 from chatflow.analysis.performance_analyzer import PerformanceAnalyzer
 from tests.support import browser
 from tests.support.client_runs import assert_no_traceback
@@ -112,3 +112,5 @@ def test_thresholds_render_escaped_and_only_when_given(runs: dict[str, Path], tm
     assert "1 of 2 thresholds failed." in html
     assert html.count('<tr class="failed">') == 1
     assert "Thresholds" not in render_run(analysis, {}, thresholds=[])
+    several = render_runs(["a", "b"], [analysis, analysis], {}, [{}, {}], thresholds=[judged, None])
+    assert several.count("<h2>Thresholds: a</h2>") == 1 and "Thresholds: b" not in several

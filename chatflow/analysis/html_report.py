@@ -9,6 +9,7 @@ computed here.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from chatflow.html_page import BASE_STYLE, figure_html, page, table_html, text_h
 
 STYLE = BASE_STYLE + """
 .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 0 1rem; }
-tr.passed td { color: #1a7f37; }
+table[id^="thresholds"] tbody tr:not(.failed) td:nth-child(2) { color: #1a7f37; }
 """
 
 #: A threshold's outcome as the run judged it: its expression, whether it passed, the figure measured.
@@ -57,7 +58,8 @@ def _chart(charts: Mapping[str, Path], name: str) -> str:
     return figure_html(charts[name], CHART_TITLES[name], CHART_CAPTIONS[name]) if name in charts else ""
 
 
-def thresholds_html(thresholds: Sequence[Threshold] | None) -> str:
+def thresholds_html(thresholds: Sequence[Threshold] | None, title: str = "Thresholds",
+                    table_id: str = "thresholds") -> str:
     """A "Thresholds" section, or nothing when the run had none."""
     if not thresholds:
         return ""
@@ -65,9 +67,8 @@ def thresholds_html(thresholds: Sequence[Threshold] | None) -> str:
     failed = frozenset(i for i, (_, passed, _) in enumerate(thresholds) if not passed)
     verdict = (f"{len(failed)} of {len(rows)} thresholds failed." if failed
                else f"All {len(rows)} thresholds passed.")
-    return (_h2("Thresholds") + _p(verdict)
-            + table_html(["Threshold", "Result", "Measured"], rows, failed=failed, table_id="thresholds")
-            .replace("<tr>", '<tr class="passed">'))
+    return (_h2(title) + _p(verdict)
+            + table_html(["Threshold", "Result", "Measured"], rows, failed=failed, table_id=table_id))
 
 
 def _run_figures(run: Mapping[str, Any]) -> str:
@@ -117,8 +118,6 @@ def render_run(analysis: AnalysisResult, charts: Mapping[str, Path], run: Mappin
 def _started(a: AnalysisResult) -> str:
     if a.first_timestamp_ms is None:
         return "No valid row."
-    from datetime import datetime, timezone
-
     when = datetime.fromtimestamp(a.first_timestamp_ms / 1000, tz=timezone.utc)
     return f"First message sent {when:%Y-%m-%d %H:%M:%S} UTC; {a.messages:,} messages."
 
@@ -129,10 +128,8 @@ def render_runs(labels: Sequence[str], analyses: Sequence[AnalysisResult], chart
     """Several runs on one page: a column per run, the curves overlaid, each run's charts side by side."""
     parts = [_h2("The runs side by side"), _table(comparison_table(labels, analyses), "runs"),
              _p(f"Latencies of successful messages; percentiles by {analyses[0].percentile_method}.")]
-    for label, judged in zip(labels, thresholds or []):
-        section = thresholds_html(judged)
-        if section:
-            parts.append(section.replace("<h2>Thresholds</h2>", f"<h2>Thresholds: {text_html(label)}</h2>", 1))
+    parts += [thresholds_html(judged, f"Thresholds: {label}", f"thresholds-{i}")
+              for i, (label, judged) in enumerate(zip(labels, thresholds or []))]
     parts += [_h2("Throughput over time, overlaid")]
     if "throughput" in charts:
         parts.append(figure_html(charts["throughput"], "Throughput over time, every run",
