@@ -289,7 +289,7 @@ def test_module_command_reports_a_missing_file_without_traceback(tmp_path):
 def test_charts_are_valid_pngs(tmp_path):
     result = analyze(write_csv(tmp_path / "hand.csv", HAND_ROWS), bucket_seconds=0.5)
     charts = ThroughputVisualizer().charts(result, tmp_path, "hand")
-    assert sorted(charts) == ["latency", "rooms", "throughput"]
+    assert sorted(charts) == ["latency", "latency_cdf", "rooms", "throughput"]
     for path in charts.values():
         assert path.parent == tmp_path
         assert_sane_png(path)

@@ -265,14 +265,7 @@ def test_a_failed_pairing_is_written_as_failed(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """A headless Chromium, or a skip where none is installed (a failure where
-    $CHATFLOW_REQUIRE_BROWSER is 1, as in CI)."""
-    reason = browser.missing()
-    if reason:
-        assert not browser.required(), reason
-        pytest.skip(reason)
-    with browser.headless_chromium() as chrome:
-        yield chrome
+    yield from browser.chromium_or_skip()
 
 
 def test_the_page_in_a_browser(written: Written, chromium: Any, tmp_path: Path) -> None:

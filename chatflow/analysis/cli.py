@@ -9,16 +9,20 @@ CSV (or ``--output-dir``). Bad input is one line on stderr and exit status 1.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from chatflow.arguments import seconds
 from chatflow.analysis.performance_analyzer import (DEFAULT_BUCKET_SECONDS, MIN_BUCKET_SECONDS, AnalysisError,
                                                     AnalysisResult, LatencyStats, PerformanceAnalyzer)
-from chatflow.analysis.report import format_ms, format_percent, format_rate, latency_cells, write_report
+from chatflow.analysis.report import (comparison_table, format_ms, format_percent, format_rate, latency_cells,
+                                      phase_boundary_s, write_report)
+from chatflow.analysis.html_report import Threshold, render_run, render_runs, write_html
 from chatflow.analysis.throughput_visualizer import ThroughputVisualizer
 
 PROG = "chatflow-analysis"
@@ -47,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         stems = unique_stems(args.files)
         print(side_by_side(stems, analyses) if len(analyses) > 1 else statistics_table(analyses[0]))
         directory = args.output_dir or args.files[0].parent
-        written = [path for stem, analysis in zip(stems, analyses)
-                   for path in write_outputs(analysis, directory, stem)]
+        outputs = [write_outputs(analysis, directory, stem, run=earlier_run(path))
+                   for path, stem, analysis in zip(args.files, stems, analyses)]
+        written = [path for files in outputs for path in files.paths]
         if len(analyses) > 1:
-            written.append(ThroughputVisualizer().comparison_chart(
-                list(zip(stems, analyses)), Path(directory) / f"{stems[0]}_comparison_throughput.png"))
+            written += write_comparison(stems, analyses, [files.charts for files in outputs], Path(directory))
     except AnalysisError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -67,14 +71,52 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
+@dataclass(frozen=True)
+class Outputs:
+    """What :func:`write_outputs` wrote: every path, and the charts by name."""
+    paths: list[Path]
+    charts: dict[str, Path]
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(self.paths)
+
+
 def write_outputs(analysis: AnalysisResult, directory: str | Path, stem: str,
-                  run: Mapping[str, Any] | None = None) -> list[Path]:
-    """One run's three charts and its report (Markdown and JSON); returns the paths written."""
+                  run: Mapping[str, Any] | None = None, thresholds: Sequence[Threshold] | None = None,
+                  boundary_s: float | None = None) -> Outputs:
+    """One run's charts and its report (Markdown, JSON and HTML); iterates over the paths written.
+
+    The warmup/main boundary is the run figures' (``phase_boundary_s``) unless given.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    charts = ThroughputVisualizer().charts(analysis, directory, stem)
+    if boundary_s is None:
+        boundary_s = phase_boundary_s(run)
+    charts = ThroughputVisualizer().charts(analysis, directory, stem, boundary_s)
     report = write_report(directory, stem, analysis, run=run, charts=charts)
-    return [report.markdown, report.json, *charts.values()]
+    page = write_html(directory / f"{stem}_report.html",
+                      render_run(analysis, charts, run=run, thresholds=thresholds, boundary_s=boundary_s))
+    return Outputs([report.markdown, report.json, page, *charts.values()], charts)
+
+
+def write_comparison(stems: Sequence[str], analyses: Sequence[AnalysisResult],
+                     run_charts: Sequence[Mapping[str, Path]], directory: Path) -> list[Path]:
+    """Several runs: their curves overlaid on two charts, and one page with a column per run."""
+    visualizer, pairs = ThroughputVisualizer(), list(zip(stems, analyses))
+    charts = {"throughput": visualizer.comparison_chart(pairs, directory / f"{stems[0]}_comparison_throughput.png"),
+              "latency_cdf": visualizer.cdf_chart(pairs, directory / f"{stems[0]}_comparison_latency_cdf.png")}
+    page = write_html(directory / f"{stems[0]}_comparison.html", render_runs(stems, analyses, charts, run_charts))
+    return [*charts.values(), page]
+
+
+def earlier_run(csv: Path) -> Mapping[str, Any] | None:
+    """The client's run figures from the report it wrote beside ``csv``, if any: re-analysing a
+    CSV rewrites that report, so they are read first and kept (the phase boundary is theirs)."""
+    try:
+        run = json.loads((csv.parent / f"{csv.stem}_report.json").read_text(encoding="utf-8")).get("run")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return run if isinstance(run, Mapping) else None
 
 
 def unique_stems(paths: Sequence[Path]) -> list[str]:
@@ -160,38 +202,7 @@ def statistics_table(analysis: AnalysisResult) -> str:
 
 def side_by_side(labels: Sequence[str], analyses: Sequence[AnalysisResult]) -> str:
     """One row per figure, one column per file."""
-    def peak(a: AnalysisResult) -> str:
-        return format_rate(max((b.throughput_per_s for b in a.buckets if b.throughput_per_s is not None),
-                               default=None))
-
-    def share(message_type: str):
-        def percent(a: AnalysisResult) -> str:
-            found = [t for t in a.message_types if t.message_type == message_type]
-            return f"{found[0].percent:.2f}" if found else "0.00"
-        return percent
-
-    figures = [
-        ("Rows read", lambda a: f"{a.rows:,}"),
-        ("Malformed rows skipped", lambda a: f"{a.malformed_rows:,}"),
-        ("Messages", lambda a: f"{a.messages:,}"),
-        ("Retried attempts", lambda a: f"{a.retried_attempts:,}"),
-        ("Successful", lambda a: f"{a.successes:,}"),
-        ("Failed", lambda a: f"{a.failures:,}"),
-        ("Success %", lambda a: format_percent(a.successes, a.messages)),
-        ("Latency mean (ms)", lambda a: format_ms(a.latency_ms.mean)),
-        ("Latency median (ms)", lambda a: format_ms(a.latency_ms.median)),
-        ("Latency p95 (ms)", lambda a: format_ms(a.latency_ms.p95)),
-        ("Latency p99 (ms)", lambda a: format_ms(a.latency_ms.p99)),
-        ("Latency min (ms)", lambda a: format_ms(a.latency_ms.min)),
-        ("Latency max (ms)", lambda a: format_ms(a.latency_ms.max)),
-        ("Run span (s)", lambda a: "n/a" if a.span_s is None else f"{a.span_s:,.3f}"),
-        ("Throughput (msg/s)", lambda a: format_rate(a.throughput_per_s)),
-        ("Peak bucket (msg/s)", peak),
-        ("Rooms", lambda a: f"{len(a.rooms):,}"),
-    ]
-    types = dict.fromkeys(t.message_type for a in analyses for t in a.message_types)
-    figures += [(f"{t} % of messages", share(t)) for t in types]
-    rows = [[name] + [figure(a) for a in analyses] for name, figure in figures]
-    lines = [f"ChatFlow metrics analysis: {len(analyses)} files"] + _aligned(["Figure", *labels], rows)
+    header, rows = comparison_table(labels, analyses)
+    lines = [f"ChatFlow metrics analysis: {len(analyses)} files"] + _aligned(header, rows)
     lines.append(f"Latencies of successful messages; percentiles by {analyses[0].percentile_method}.")
     return "\n".join(lines)

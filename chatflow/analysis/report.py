@@ -11,7 +11,7 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ CHART_TITLES = {
     "throughput": "Throughput over time",
     "latency": "Latency distribution",
     "rooms": "Messages per room",
+    "latency_cdf": "Latency CDF",
 }
 
 
@@ -84,7 +85,8 @@ def _jsonable(value: Any) -> Any:
 # -- Markdown -------------------------------------------------------------------------
 
 
-def _cell(value: Any) -> str:
+def plain_cell(value: Any) -> str:
+    """A figure as text, for any page: yes/no, thousands separators, n/a for none."""
     value = _jsonable(value)
     if value is None:
         return NA
@@ -96,66 +98,32 @@ def _cell(value: Any) -> str:
         return f"{value:,.0f}" if abs(value) >= 1e5 else f"{value:.6g}"
     if isinstance(value, (dict, list)):
         value = json.dumps(value, separators=(",", ":"))
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return str(value)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines + [""]
+def _cell(value: Any) -> str:
+    return _md_escape(plain_cell(value))
 
 
-def _image(title: str, path: str) -> str:
-    target = f"<{path}>" if any(c in path for c in " ()<>") else path
-    return f"![{title}]({target})\n"
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _run_sections(run: Mapping[str, Any]) -> list[str]:
-    """Scalars in one table; each mapping its own table; a list of mappings one row each."""
-    lines = ["## Run", ""]
-    scalars = [[_cell(k), _cell(v)] for k, v in run.items() if not isinstance(v, (Mapping, list, tuple))]
-    if scalars:
-        lines += _table(["Figure", "Value"], scalars)
-    for key, value in run.items():
-        title = f"### {str(key).replace('_', ' ').capitalize()}"
-        if isinstance(value, Mapping):
-            lines += [title, ""] + _table(["Figure", "Value"], [[_cell(k), _cell(v)] for k, v in value.items()])
-        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Mapping) for v in value):
-            columns = list(dict.fromkeys(k for item in value for k in item))
-            lines += [title, ""] + _table([_cell(c) for c in columns],
-                                          [[_cell(item.get(c)) for c in columns] for item in value])
-        elif isinstance(value, (list, tuple)):
-            lines += [title, ""] + [f"- {_cell(v)}" for v in value] + [""]
-    return lines
+#: A table as texts, shown by any page: its header and its rows.
+TableData = tuple[list[str], list[list[str]]]
+#: A titled table of the client's run figures; an empty header is a plain list of values.
+RunTable = tuple[str, list[str], list[list[str]]]
+LATENCY_HEADER = ["Count", "Mean", "Median", "p95", "p99", "Min", "Max"]
+BUCKETS_NOTE = ("A successful message counts in the bucket where it completed (send time + latency); "
+                "the last bucket ends at the last completion and is divided by its real length.")
+ROOMS_NOTE = "A room's msg/s is its successful messages over the whole run's span."
 
 
-def _fanout_section(f: FanoutFigures) -> list[str]:
-    """The broadcast scenario's columns (docs/analysis.md#the-broadcast-scenarios-columns)."""
-    lines = ["## Fan-out (broadcast scenario)", ""]
-    lines += _table(["Figure", "Value"], [
-        ["Room members (largest deliveries of a message)", f"{f.members:,}"],
-        ["Successful messages", f"{f.messages:,}"],
-        ["Deliveries expected (members × messages)", f"{f.expected:,}"],
-        ["Deliveries received", f"{f.deliveries:,}"],
-        ["Deliveries missing", f"{f.missing:,}"],
-        ["Messages that reached every member", f"{f.complete:,}"],
-        ["Messages that did not", f"{f.incomplete:,}"],
-    ])
-    lines += ["Send → the last member (ms), over the messages that reached every member:", ""]
-    lines += _table(["Count", "Mean", "Median", "p95", "p99", "Min", "Max"],
-                    [[f"{f.last_member_latency_ms.count:,}"] + latency_cells(f.last_member_latency_ms)])
-    lines += ["Each member's latency is in the run's figures above (`fanout_each_member_latency`), when the "
-              "report was written by the run itself: one row a message cannot hold it.", ""]
-    return lines
-
-
-def _markdown(analysis: AnalysisResult, run: Mapping[str, Any] | None, charts: Mapping[str, str]) -> str:
-    a = analysis
-    name = Path(a.source).name
+def summary_table(a: AnalysisResult) -> TableData:
+    """The report's first table: what was read and the run's overall figures."""
     messages_are = "rows with final = 1" if a.has_final_column else "every row (no final column)"
-    lines = [f"# ChatFlow metrics report: {name}", ""]
-    lines += _table(["Figure", "Value"], [
-        ["Source", f"`{_cell(name)}`"],
+    return ["Figure", "Value"], [
+        ["Source", Path(a.source).name],
         ["Rows read", f"{a.rows:,}"],
         ["Malformed rows skipped", f"{a.malformed_rows:,}"],
         ["Messages", f"{a.messages:,} ({messages_are})"],
@@ -164,37 +132,199 @@ def _markdown(analysis: AnalysisResult, run: Mapping[str, Any] | None, charts: M
         ["Failed", f"{a.failures:,}"],
         ["Run span", NA if a.span_s is None else f"{a.span_s:,.3f} s (first send → last completion)"],
         ["Throughput", f"{format_rate(a.throughput_per_s)} msg/s (successful messages / run span)"],
-    ])
+    ]
+
+
+def outcome_table(a: AnalysisResult) -> TableData:
+    return ["Status", "Messages", "%"], [[s, f"{n:,}", format_percent(n, a.messages)]
+                                         for s, n in a.status_counts.items()]
+
+
+def retried_table(a: AnalysisResult) -> TableData:
+    return ["Status", "Attempts"], [[s, f"{n:,}"] for s, n in a.retried_by_status.items()]
+
+
+def latency_table(stats: LatencyStats) -> TableData:
+    return list(LATENCY_HEADER), [[f"{stats.count:,}"] + latency_cells(stats)]
+
+
+def type_table(a: AnalysisResult) -> TableData:
+    return (["Type", "Messages", "%", "Successful", "Failed", "msg/s",
+             "Mean ms", "Median ms", "p95 ms", "p99 ms", "Min ms", "Max ms"],
+            [[t.message_type, f"{t.messages:,}", f"{t.percent:.2f}", f"{t.successes:,}",
+              f"{t.failures:,}", format_rate(t.throughput_per_s)] + latency_cells(t.latency_ms)
+             for t in a.message_types])
+
+
+def bucket_table(a: AnalysisResult) -> TableData:
+    return (["From (s)", "To (s)", "Successful", "msg/s"],
+            [[f"{b.start_s:,.3f}", f"{b.end_s:,.3f}", f"{b.successes:,}", format_rate(b.throughput_per_s)]
+             for b in a.buckets])
+
+
+def room_table(a: AnalysisResult) -> TableData:
+    """The Java original's per-room table: each room's messages and throughput."""
+    return (["Room", "Messages", "Successful", "Failed", "msg/s"],
+            [[str(r.room_id), f"{r.messages:,}", f"{r.successes:,}", f"{r.failures:,}",
+              format_rate(r.throughput_per_s)] for r in a.rooms])
+
+
+def fanout_table(f: FanoutFigures) -> TableData:
+    """The broadcast scenario's columns (docs/analysis.md#the-broadcast-scenarios-columns)."""
+    return ["Figure", "Value"], [
+        ["Room members (largest deliveries of a message)", f"{f.members:,}"],
+        ["Successful messages", f"{f.messages:,}"],
+        ["Deliveries expected (members × messages)", f"{f.expected:,}"],
+        ["Deliveries received", f"{f.deliveries:,}"],
+        ["Deliveries missing", f"{f.missing:,}"],
+        ["Messages that reached every member", f"{f.complete:,}"],
+        ["Messages that did not", f"{f.incomplete:,}"],
+    ]
+
+
+def run_tables(run: Mapping[str, Any]) -> list[RunTable]:
+    """Scalars in one table; each mapping its own table; a list of mappings one row each."""
+    tables: list[RunTable] = []
+    scalars = [[plain_cell(k), plain_cell(v)] for k, v in run.items() if not isinstance(v, (Mapping, list, tuple))]
+    if scalars:
+        tables.append(("", ["Figure", "Value"], scalars))
+    for key, value in run.items():
+        title = str(key).replace("_", " ").capitalize()
+        if isinstance(value, Mapping):
+            tables.append((title, ["Figure", "Value"], [[plain_cell(k), plain_cell(v)] for k, v in value.items()]))
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Mapping) for v in value):
+            columns = list(dict.fromkeys(k for item in value for k in item))
+            tables.append((title, [plain_cell(c) for c in columns],
+                           [[plain_cell(item.get(c)) for c in columns] for item in value]))
+        elif isinstance(value, (list, tuple)):
+            tables.append((title, [], [[plain_cell(v)] for v in value]))
+    return tables
+
+
+def comparison_table(labels: Sequence[str], analyses: Sequence[AnalysisResult]) -> TableData:
+    """Several runs: one row per figure, one column per run."""
+    def peak(a: AnalysisResult) -> str:
+        return format_rate(max((b.throughput_per_s for b in a.buckets if b.throughput_per_s is not None),
+                               default=None))
+
+    def share(message_type: str):
+        def percent(a: AnalysisResult) -> str:
+            found = [t for t in a.message_types if t.message_type == message_type]
+            return f"{found[0].percent:.2f}" if found else "0.00"
+        return percent
+
+    figures = [
+        ("Rows read", lambda a: f"{a.rows:,}"),
+        ("Malformed rows skipped", lambda a: f"{a.malformed_rows:,}"),
+        ("Messages", lambda a: f"{a.messages:,}"),
+        ("Retried attempts", lambda a: f"{a.retried_attempts:,}"),
+        ("Successful", lambda a: f"{a.successes:,}"),
+        ("Failed", lambda a: f"{a.failures:,}"),
+        ("Success %", lambda a: format_percent(a.successes, a.messages)),
+        ("Latency mean (ms)", lambda a: format_ms(a.latency_ms.mean)),
+        ("Latency median (ms)", lambda a: format_ms(a.latency_ms.median)),
+        ("Latency p95 (ms)", lambda a: format_ms(a.latency_ms.p95)),
+        ("Latency p99 (ms)", lambda a: format_ms(a.latency_ms.p99)),
+        ("Latency min (ms)", lambda a: format_ms(a.latency_ms.min)),
+        ("Latency max (ms)", lambda a: format_ms(a.latency_ms.max)),
+        ("Run span (s)", lambda a: "n/a" if a.span_s is None else f"{a.span_s:,.3f}"),
+        ("Throughput (msg/s)", lambda a: format_rate(a.throughput_per_s)),
+        ("Peak bucket (msg/s)", peak),
+        ("Rooms", lambda a: f"{len(a.rooms):,}"),
+    ]
+    types = dict.fromkeys(t.message_type for a in analyses for t in a.message_types)
+    figures += [(f"{t} % of messages", share(t)) for t in types]
+    return ["Figure", *labels], [[name] + [figure(a) for a in analyses] for name, figure in figures]
+
+
+def phase_boundary_s(run: Mapping[str, Any] | None) -> float | None:
+    """Where the main phase starts, in s from the first send, from the client's run figures.
+
+    The warmup's duration as the client timed it: it also holds the warmup's connection
+    set-up before its first send, so the mark may be late by that much. None without a
+    warmup and a main phase (a CSV alone does not say which phase a row belongs to).
+    """
+    summary = (run or {}).get("summary")
+    if not isinstance(summary, Mapping):
+        return None
+    warmup, main = summary.get("warmup_duration_s"), summary.get("main_duration_s")
+    if not isinstance(warmup, (int, float)) or not isinstance(main, (int, float)) or warmup <= 0:
+        return None
+    return float(warmup)
+
+
+# -- Markdown -------------------------------------------------------------------------
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _escaped(data: TableData) -> list[str]:
+    header, rows = data
+    return _table([_md_escape(c) for c in header], [[_md_escape(c) for c in row] for row in rows])
+
+
+def _image(title: str, path: str) -> str:
+    target = f"<{path}>" if any(c in path for c in " ()<>") else path
+    return f"![{title}]({target})\n"
+
+
+def _run_sections(run: Mapping[str, Any]) -> list[str]:
+    lines = ["## Run", ""]
+    for title, header, rows in run_tables(run):
+        if title:
+            lines += [f"### {title}", ""]
+        if header:
+            lines += _escaped((header, rows))
+        else:
+            lines += [f"- {_md_escape(row[0])}" for row in rows] + [""]
+    return lines
+
+
+def _fanout_section(f: FanoutFigures) -> list[str]:
+    lines = ["## Fan-out (broadcast scenario)", ""]
+    lines += _escaped(fanout_table(f))
+    lines += ["Send → the last member (ms), over the messages that reached every member:", ""]
+    lines += _escaped(latency_table(f.last_member_latency_ms))
+    lines += [FANOUT_NOTE, ""]
+    return lines
+
+
+FANOUT_NOTE = ("Each member's latency is in the run's figures above (`fanout_each_member_latency`), when the "
+               "report was written by the run itself: one row a message cannot hold it.")
+
+
+def _markdown(analysis: AnalysisResult, run: Mapping[str, Any] | None, charts: Mapping[str, str]) -> str:
+    a = analysis
+    name = Path(a.source).name
+    lines = [f"# ChatFlow metrics report: {name}", ""]
+    header, rows = summary_table(a)
+    rows[0][1] = f"`{name}`"
+    lines += _escaped((header, rows))
     if run:
         lines += _run_sections(run)
 
     lines += ["## Outcomes", ""]
-    lines += _table(["Status", "Messages", "%"],
-                    [[_cell(s), f"{n:,}", format_percent(n, a.messages)] for s, n in a.status_counts.items()])
+    lines += _escaped(outcome_table(a))
     if a.retried_by_status:
         lines += ["Retried attempts (not counted as messages):", ""]
-        lines += _table(["Status", "Attempts"], [[_cell(s), f"{n:,}"] for s, n in a.retried_by_status.items()])
+        lines += _escaped(retried_table(a))
 
     lines += ["## Latency of successful messages (ms)", ""]
-    lines += _table(["Count", "Mean", "Median", "p95", "p99", "Min", "Max"],
-                    [[f"{a.latency_ms.count:,}"] + latency_cells(a.latency_ms)])
+    lines += _escaped(latency_table(a.latency_ms))
     lines += [f"Percentiles: {a.percentile_method}, over every successful message.", ""]
 
     lines += ["## Message types", ""]
-    lines += _table(["Type", "Messages", "%", "Successful", "Failed", "msg/s",
-                     "Mean ms", "Median ms", "p95 ms", "p99 ms", "Min ms", "Max ms"],
-                    [[_cell(t.message_type), f"{t.messages:,}", f"{t.percent:.2f}", f"{t.successes:,}",
-                      f"{t.failures:,}", format_rate(t.throughput_per_s)] + latency_cells(t.latency_ms)
-                     for t in a.message_types])
+    lines += _escaped(type_table(a))
 
     lines += [f"## Throughput over time ({a.bucket_seconds:g} s buckets)", ""]
     if "throughput" in charts:
         lines += [_image(CHART_TITLES["throughput"], charts["throughput"])]
-    lines += _table(["From (s)", "To (s)", "Successful", "msg/s"],
-                    [[f"{b.start_s:,.3f}", f"{b.end_s:,.3f}", f"{b.successes:,}", format_rate(b.throughput_per_s)]
-                     for b in a.buckets])
-    lines += ["A successful message counts in the bucket where it completed (send time + latency); "
-              "the last bucket ends at the last completion and is divided by its real length.", ""]
+    lines += _escaped(bucket_table(a))
+    lines += [BUCKETS_NOTE, ""]
 
     if a.fanout is not None:
         lines += _fanout_section(a.fanout)
@@ -202,18 +332,21 @@ def _markdown(analysis: AnalysisResult, run: Mapping[str, Any] | None, charts: M
     lines += ["## Rooms", ""]
     if "rooms" in charts:
         lines += [_image(CHART_TITLES["rooms"], charts["rooms"])]
-    lines += _table(["Room", "Messages", "Successful", "Failed", "msg/s"],
-                    [[str(r.room_id), f"{r.messages:,}", f"{r.successes:,}", f"{r.failures:,}",
-                      format_rate(r.throughput_per_s)] for r in a.rooms])
-    lines += ["A room's msg/s is its successful messages over the whole run's span.", ""]
+    lines += _escaped(room_table(a))
+    lines += [ROOMS_NOTE, ""]
 
     lines += ["## Latency distribution", ""]
-    if "latency" in charts:
-        lines += [_image(CHART_TITLES["latency"], charts["latency"])]
+    for chart in ("latency", "latency_cdf"):
+        if chart in charts:
+            lines += [_image(CHART_TITLES[chart], charts[chart])]
     if a.latency_histogram.zero_count:
-        lines += [f"{a.latency_histogram.zero_count:,} successful messages have a latency of 0 ms "
-                  "(a 1 ms clock); a log axis cannot show them.", ""]
+        lines += [zero_note(a), ""]
     others = {title: path for title, path in charts.items() if title not in CHART_TITLES}
     if others:
         lines += ["## Other charts", ""] + [_image(title, path) for title, path in others.items()]
     return "\n".join(lines)
+
+
+def zero_note(a: AnalysisResult) -> str:
+    return (f"{a.latency_histogram.zero_count:,} successful messages have a latency of 0 ms "
+            "(a 1 ms clock); a log axis cannot show them.")

@@ -58,7 +58,8 @@ class ThroughputVisualizer:
         figure.savefig(path, dpi=self.dpi, format="png")
         return path
 
-    def throughput_chart(self, analysis: AnalysisResult, path: str | Path) -> Path:
+    def throughput_chart(self, analysis: AnalysisResult, path: str | Path, boundary_s: float | None = None) -> Path:
+        """``boundary_s``: where the main phase starts (s from the first send), marked when known."""
         figure = Figure(figsize=FIGURE_INCHES)
         axes = figure.add_subplot()
         x, y = _midpoints(analysis)
@@ -70,7 +71,14 @@ class ThroughputVisualizer:
             axes.set_ylim(0, max(y) * HEADROOM)
             axes.set_xlim(0, analysis.buckets[-1].end_s)
             axes.yaxis.set_major_formatter(THOUSANDS)
-            axes.legend(loc="best")
+            if boundary_s is not None and 0 < boundary_s < analysis.buckets[-1].end_s:
+                axes.axvline(boundary_s, color="tab:purple", linestyle=":", linewidth=2,
+                             label=f"warmup → main at {boundary_s:,.3f} s (client's phase time)")
+                axes.text(boundary_s, max(y) * HEADROOM * 0.97, " main phase →", color="tab:purple",
+                          va="top", ha="left")
+                axes.text(boundary_s, max(y) * HEADROOM * 0.97, "← warmup ", color="tab:purple",
+                          va="top", ha="right")
+            axes.legend(loc="lower right")
         else:
             _no_data(axes, "no successful messages")
         axes.set_xlabel("time since first message sent (s)")
@@ -106,6 +114,46 @@ class ThroughputVisualizer:
         axes.set_xlabel("latency (ms, log scale)")
         axes.set_ylabel("messages per bin")
         axes.set_title(f"Latency distribution of successful messages — {_label(analysis)}")
+        axes.grid(alpha=0.3, which="both")
+        return self._save(figure, Path(path))
+
+    def cdf_chart(self, analyses: Sequence[tuple[str, AnalysisResult]], path: str | Path) -> Path:
+        """The share of successful messages at or under a latency, one curve per run, from the
+        histogram's bins (so within a bin's width, a tenth of a decade); 0 ms replies start the curve."""
+        figure = Figure(figsize=FIGURE_INCHES)
+        axes = figure.add_subplot()
+        drawn, low, high = False, [], []
+        for label, analysis in analyses:
+            histogram = analysis.latency_histogram
+            total = histogram.zero_count + sum(histogram.counts)
+            if not histogram.counts or not total:
+                continue
+            cumulative, running = [], histogram.zero_count
+            for n in histogram.counts:
+                running += n
+                cumulative.append(100.0 * running / total)
+            x = list(histogram.edges_ms)
+            axes.step(x, [100.0 * histogram.zero_count / total] + cumulative, where="post", label=label)
+            occupied = [i for i, n in enumerate(histogram.counts) if n]
+            low.append(x[occupied[0]] if occupied else x[0])
+            high.append(x[occupied[-1] + 1] if occupied else x[-1])
+            drawn = True
+        if drawn:
+            axes.set_xscale("log")
+            axes.set_xlim(min(low) / 1.5, max(high) * 1.5)
+            axes.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+            axes.set_ylim(0, 102)
+            for share in (50, 95, 99):
+                axes.axhline(share, color="grey", linewidth=0.8, linestyle="--")
+                axes.text(0.005, share, f"p{share}", transform=axes.get_yaxis_transform(), ha="left",
+                          va="bottom" if share == 50 else "top", color="dimgrey", fontsize=9)
+            axes.legend(loc="lower right")
+        else:
+            _no_data(axes, "no successful messages with a latency above 0 ms")
+        axes.set_xlabel("latency (ms, log scale)")
+        axes.set_ylabel("successful messages at or under (%)")
+        names = _label(analyses[0][1]) if len(analyses) == 1 else f"{len(analyses)} runs"
+        axes.set_title(f"Latency CDF of successful messages — {names}")
         axes.grid(alpha=0.3, which="both")
         return self._save(figure, Path(path))
 
@@ -154,11 +202,13 @@ class ThroughputVisualizer:
         axes.grid(alpha=0.3)
         return self._save(figure, Path(path))
 
-    def charts(self, analysis: AnalysisResult, directory: str | Path, stem: str) -> dict[str, Path]:
-        """The three charts of one run, named ``<stem>_<chart>.png``."""
+    def charts(self, analysis: AnalysisResult, directory: str | Path, stem: str,
+               boundary_s: float | None = None) -> dict[str, Path]:
+        """The four charts of one run, named ``<stem>_<chart>.png``."""
         directory = Path(directory)
         return {
-            "throughput": self.throughput_chart(analysis, directory / f"{stem}_throughput.png"),
+            "throughput": self.throughput_chart(analysis, directory / f"{stem}_throughput.png", boundary_s),
             "latency": self.latency_chart(analysis, directory / f"{stem}_latency.png"),
+            "latency_cdf": self.cdf_chart([(_label(analysis), analysis)], directory / f"{stem}_latency_cdf.png"),
             "rooms": self.room_chart(analysis, directory / f"{stem}_rooms.png"),
         }

@@ -80,6 +80,19 @@ def headless_chromium() -> Iterator[Any]:
         chrome.quit()
 
 
+def chromium_or_skip() -> Iterator[Any]:
+    """The body of a test module's ``chromium`` fixture: a headless Chromium, or a skip where
+    none is installed (a failure where ``$CHATFLOW_REQUIRE_BROWSER`` is 1, as in CI)."""
+    import pytest
+
+    reason = missing()
+    if reason:
+        assert not required(), reason
+        pytest.skip(reason)
+    with headless_chromium() as chrome:
+        yield chrome
+
+
 @dataclass(frozen=True)
 class PageLoad:
     """What a page did when it opened: its images, the resources it fetched, its errors."""
