@@ -59,6 +59,8 @@ class Accounting:
 def run_accounted(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], stdout: Path, stderr: Path,
                   timeout: float) -> Accounting:
     """Run ``argv`` to its end (at most ``timeout`` seconds, then its process group is killed)."""
+    reaped: list[tuple[int, int, os.struct_rusage]] = []
+    waiter = threading.Thread(target=lambda: reaped.append(os.wait4(process.pid, 0)), daemon=True)
     with stdout.open("wb") as out, stderr.open("wb") as err:
         started = time.monotonic()
         try:
@@ -66,24 +68,24 @@ def run_accounted(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], std
                                        stderr=err, start_new_session=True)
         except OSError as exc:
             raise StartError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
-    reaped: list[tuple[int, int, os.struct_rusage]] = []
-    waiter = threading.Thread(target=lambda: reaped.append(os.wait4(process.pid, 0)),
-                              name=f"wait4-{process.pid}", daemon=True)
-    waiter.start()
-    tree = TreeMemory(process.pid)
-    try:
-        deadline = started + timeout
-        while waiter.is_alive() and (left := deadline - time.monotonic()) > 0:
-            tree.sample()
-            waiter.join(min(SAMPLE_INTERVAL, left))
-    finally:
-        # Not reaped: the deadline, or Ctrl-C here (after which a thread's is_alive may lie).
-        timed_out = not reaped
-        # Reaped or not, whatever is left of its group goes too; the group's id stays its
-        # own while any member lives, so this reaches no one else.
-        _kill_group(process.pid)
-        if timed_out:
-            waiter.join(KILL_GRACE)
+        # From here on a Ctrl-C (or a stop signal, raised as one) must still kill the group:
+        # the next statement is the try, and the waiter starts inside it.
+        try:
+            waiter.name = f"wait4-{process.pid}"
+            waiter.start()
+            tree = TreeMemory(process.pid)
+            deadline = started + timeout
+            while waiter.is_alive() and (left := deadline - time.monotonic()) > 0:
+                tree.sample()
+                waiter.join(min(SAMPLE_INTERVAL, left))
+        finally:
+            # Not reaped: the deadline, or Ctrl-C here (after which a thread's is_alive may lie).
+            timed_out = not reaped
+            # Reaped or not, whatever is left of its group goes too; the group's id stays its
+            # own while any member lives, so this reaches no one else.
+            _kill_group(process.pid)
+            if timed_out and waiter.ident is not None:
+                waiter.join(KILL_GRACE)
     wall_s = time.monotonic() - started
     if not reaped:
         return Accounting(None, 0.0, 0.0, 0, wall_s, timed_out)
