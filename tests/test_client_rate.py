@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from chatflow.analysis.performance_analyzer import PerformanceAnalyzer
+from chatflow.analysis.report import write_report
 from chatflow.client.config import LoadTestConfig
 from chatflow.client.csv_writer import CsvWriter
 from chatflow.client.results import RunResult
@@ -85,6 +87,16 @@ def test_stalled_replies_show_in_the_response_time_not_the_service_time(tmp_path
     assert "Why they differ" in summary, summary
     stalled = sum(1 for link in proxy.links for chunk in link.chunks if chunk.fault.value == "stall")
     assert stalled > 0
+    # The analysis reads both latencies from the CSV, exactly, and they agree with the run's
+    # histograms (their percentiles are within 1/16; the max is exact in both).
+    analysis = PerformanceAnalyzer().analyze(next(tmp_path.glob("metrics_*.csv")))
+    response, service = analysis.response_time_ms, analysis.latency_ms
+    assert response.count == service.count == result.totals.success
+    assert response.p99 >= 0.5 * stall * 1000 > 2 * service.p99, (response, service)
+    assert response.max == pytest.approx(o.response_time["max_ms"], abs=0.002)
+    assert response.p99 == pytest.approx(o.response_time["p99_ms"], rel=1 / 16)
+    files = write_report(tmp_path / "report", "rate", analysis)
+    assert "## Response time of successful messages (ms)" in files.markdown.read_text()
 
 
 def test_a_rate_not_held_is_said_plainly(tmp_path: Path) -> None:

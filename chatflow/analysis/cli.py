@@ -181,6 +181,11 @@ def statistics_table(analysis: AnalysisResult) -> str:
                        for t in a.message_types],
                       _stats_cells("Aggregated", a.messages, a.failures, a.latency_ms, a.throughput_per_s))
     lines += [f"Latencies of successful messages; percentiles by {a.percentile_method}.", ""]
+    if a.response_time_ms is not None:
+        r = a.response_time_ms
+        lines += [f"Response time (open loop: intended send → reply; the latencies above are service times): "
+                  f"mean {format_ms(r.mean)}, median {format_ms(r.median)}, p95 {format_ms(r.p95)}, "
+                  f"p99 {format_ms(r.p99)}, max {format_ms(r.max)} ms", ""]
     lines += _aligned(("Status", "messages", "%"),
                       [[s, f"{n:,}", format_percent(n, a.messages)] for s, n in a.status_counts.items()])
     if a.retried_by_status:

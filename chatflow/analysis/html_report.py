@@ -16,7 +16,7 @@ from typing import Any
 from chatflow.analysis.performance_analyzer import AnalysisResult
 from chatflow.analysis.report import (BUCKETS_NOTE, CHART_TITLES, ROOMS_NOTE, TableData, bucket_table,
                                       comparison_table, fanout_table, latency_table, outcome_table, retried_table,
-                                      room_table, run_tables, summary_table, type_table, zero_note)
+                                      RESPONSE_NOTE, room_table, run_tables, summary_table, type_table, zero_note)
 from chatflow.html_page import BASE_STYLE, figure_html, page, table_html, text_html
 
 STYLE = BASE_STYLE + """
@@ -98,6 +98,9 @@ def render_run(analysis: AnalysisResult, charts: Mapping[str, Path], run: Mappin
         parts += [_p("Retried attempts (not counted as messages):"), _table(retried_table(a))]
     parts += [_h2("Latency of successful messages (ms)"), _table(latency_table(a.latency_ms), "latency"),
               _p(f"Percentiles: {a.percentile_method}, over every successful message.")]
+    if a.response_time_ms is not None:
+        parts += [_h2("Response time of successful messages (ms)"),
+                  _table(latency_table(a.response_time_ms), "response-time"), _p(RESPONSE_NOTE)]
     parts += [_h2("Message types"), _table(type_table(a), "types")]
     parts += [_h2(f"Throughput over time ({a.bucket_seconds:g} s buckets)"), _chart(charts, "throughput"),
               _p(boundary), _table(bucket_table(a), "buckets"), _p(BUCKETS_NOTE)]

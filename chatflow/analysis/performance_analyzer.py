@@ -17,6 +17,9 @@ Definitions (docs/analysis.md says why):
   with the run and is divided by its real length;
 - per-room throughput is the room's successful messages over the run's span, so the
   rooms' throughputs add up to the run's;
+- the open loop's columns, when the file has them (``--rate``): the response time of a
+  successful message is its ``responseTime`` (intended send → reply), and ``latency`` is
+  then its service time;
 - the broadcast scenario's columns, when the file has them: a successful message's
   ``deliveries`` are the members that received it, of as many as the largest count any
   message reached (the room's members, inferred); the last member's latency is over the
@@ -36,8 +39,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from chatflow.metrics import (BROADCAST_COLUMNS, COLUMNS, DELIVERIES, FANOUT_LAST, FINAL, JAVA_COLUMNS, LATENCY,
-                              MESSAGE_TYPE, ROOM, STATUS, TIMESTAMP, Status)
+from chatflow.metrics import (BROADCAST_COLUMNS, COLUMNS, DELIVERIES, FANOUT_LAST, FINAL, INTENDED, JAVA_COLUMNS,
+                              LATENCY, MESSAGE_TYPE, RATE_COLUMNS, RESPONSE, ROOM, STATUS, TIMESTAMP, Status)
 from chatflow.models import MessageType
 
 PERCENTILE_METHOD = "linear interpolation between closest ranks (numpy.percentile method='linear')"
@@ -49,7 +52,7 @@ MAX_BUCKETS = 100_000
 HISTOGRAM_BINS_PER_DECADE = 10
 MESSAGE_TYPES = tuple(t.value for t in MessageType)
 
-_NUMERIC = (TIMESTAMP, LATENCY, ROOM, FINAL, DELIVERIES, FANOUT_LAST)
+_NUMERIC = (TIMESTAMP, LATENCY, ROOM, FINAL, DELIVERIES, FANOUT_LAST, INTENDED, RESPONSE)
 _TEXT = (MESSAGE_TYPE, STATUS)
 
 
@@ -59,7 +62,7 @@ def _header_key(name: str) -> str:
 
 #: Header cells are matched ignoring case and punctuation, with an optional unit
 #: suffix: Java clients write ``LatencyMs`` or ``latency_ms`` as often as ``latency``.
-_HEADER_KEYS = {_header_key(name): name for name in BROADCAST_COLUMNS} | {
+_HEADER_KEYS = {_header_key(name): name for name in (*BROADCAST_COLUMNS, *RATE_COLUMNS)} | {
     _header_key(name) + "ms": name for name in (TIMESTAMP, LATENCY)}
 _SKIPPED_LINE = re.compile(r"Skipping line \d+")
 #: A completion instant in µs must be exact in a float64 (NaN and infinity fail too).
@@ -167,6 +170,9 @@ class AnalysisResult:
     latency_histogram: LatencyHistogram
     #: None for a file without the broadcast scenario's columns.
     fanout: FanoutFigures | None = None
+    #: An open loop's response times (intended send → reply) of its successful messages;
+    #: ``latency_ms`` is then their service times. None without the open loop's columns.
+    response_time_ms: LatencyStats | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values only, ready for ``json.dumps``."""
@@ -331,6 +337,7 @@ class PerformanceAnalyzer:
             buckets=self._buckets(frame),
             latency_histogram=latency_histogram(succeeded[LATENCY].to_numpy()),
             fanout=fanout_figures(succeeded) if DELIVERIES in frame.columns else None,
+            response_time_ms=response_stats(succeeded) if RESPONSE in frame.columns else None,
         )
 
     def _buckets(self, frame: pd.DataFrame) -> list[Bucket]:
@@ -389,6 +396,12 @@ def fanout_figures(succeeded: pd.DataFrame) -> FanoutFigures:
     expected = members * int(counted.size)
     return FanoutFigures(members, int(counted.size), total, expected, expected - total, int(last.size),
                          int(counted.size - last.size), latency_stats(last))
+
+
+def response_stats(succeeded: pd.DataFrame) -> LatencyStats:
+    """The open loop's response times of the successful messages (a blank cell left out)."""
+    response = succeeded[RESPONSE].to_numpy()
+    return latency_stats(response[~np.isnan(response)])
 
 
 def _check_bucket(bucket_seconds: float) -> None:

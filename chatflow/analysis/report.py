@@ -232,6 +232,10 @@ def comparison_table(labels: Sequence[str], analyses: Sequence[AnalysisResult]) 
         ("Peak bucket (msg/s)", peak),
         ("Rooms", lambda a: f"{len(a.rooms):,}"),
     ]
+    if any(a.response_time_ms is not None for a in analyses):
+        after = [name for name, _ in figures].index("Latency max (ms)") + 1
+        figures[after:after] = [(f"Response time {name} (ms)", lambda a, name=name: "n/a" if a.response_time_ms is None
+                           else format_ms(getattr(a.response_time_ms, name))) for name in ("median", "p99", "max")]
     types = dict.fromkeys(t.message_type for a in analyses for t in a.message_types)
     figures += [(f"{t} % of messages", share(t)) for t in types]
     return ["Figure", *labels], [[name] + [figure(a) for a in analyses] for name, figure in figures]
@@ -316,6 +320,10 @@ def _markdown(analysis: AnalysisResult, run: Mapping[str, Any] | None, charts: M
     lines += ["## Latency of successful messages (ms)", ""]
     lines += _escaped(latency_table(a.latency_ms))
     lines += [f"Percentiles: {a.percentile_method}, over every successful message.", ""]
+    if a.response_time_ms is not None:
+        lines += ["## Response time of successful messages (ms)", ""]
+        lines += _escaped(latency_table(a.response_time_ms))
+        lines += [RESPONSE_NOTE, ""]
 
     lines += ["## Message types", ""]
     lines += _escaped(type_table(a))
@@ -345,6 +353,12 @@ def _markdown(analysis: AnalysisResult, run: Mapping[str, Any] | None, charts: M
     if others:
         lines += ["## Other charts", ""] + [_image(title, path) for title, path in others.items()]
     return "\n".join(lines)
+
+
+RESPONSE_NOTE = ("An open loop (--rate): each message's response time runs from its intended send time on the "
+                 "schedule to its reply (what a user who meant to send it then waits); the latency above is its "
+                 "service time, from its actual send. They part when messages were sent late "
+                 "(docs/client.md#open-loop---rate).")
 
 
 def zero_note(a: AnalysisResult) -> str:
