@@ -127,6 +127,8 @@ def test_counts_are_exact_across_workers(two_process_run) -> None:
     assert result.ok, format_summary(result)
     assert result.generated == config.messages == totals.success
     assert (totals.failure, result.unsent, totals.retries, result.lost_workers) == (0, 0, 0, [])
+    # Every round trip is in the run's histogram, merged across the processes.
+    assert sum(totals.latency_counts) == totals.success and totals.latency_max_us > 0
     assert result.processes == 2
     # Every message reached the server once, besides the probe's.
     assert len(handler.texts) == config.messages + PROBE + PROBE_WARMING
