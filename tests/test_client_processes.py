@@ -177,13 +177,13 @@ def test_a_worker_killed_mid_run_is_reported_and_its_messages_counted(tmp_path: 
         output = MergedCsv(tmp_path)
         test = MultiProcessLoadTest(config, 2, output)
         with BackgroundRun(test) as run:
-            wait_until(lambda: test.progress()[0] >= 2_000, timeout=60, message="the run is under way")
+            wait_until(lambda: test.snapshot().done >= 2_000, timeout=60, message="the run is under way")
             victim = test.worker_pids[0]
             os.kill(victim, signal.SIGKILL)
             wait_until(lambda: gone(victim), timeout=10, message="the worker is gone")
             # The survivor goes on; then the run is stopped, as a user would.
-            done = test.progress()[0]
-            wait_until(lambda: test.progress()[0] >= done + 2_000, timeout=60, message="the other worker goes on")
+            done = test.snapshot().done
+            wait_until(lambda: test.snapshot().done >= done + 2_000, timeout=60, message="the other worker goes on")
             test.stop.set()
             result = run.result(30, "the run did not end")
         output.close()
