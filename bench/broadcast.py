@@ -46,7 +46,7 @@ from bench import defaults, doc
 from bench.results import RESULTS_DIR, add_page_options, environment, format_spread, summarise, write_results
 from chatflow.arguments import whole_number
 from chatflow.client.config import LoadTestConfig
-from chatflow.client.fanout import latency_figures
+from chatflow.client.histogram import latency_figures
 from chatflow.client.results import RunResult
 from chatflow.client.run import LoadTest
 from chatflow.server.process import ServerProcess, local_server_command

@@ -199,10 +199,10 @@ def test_server_killed_and_restarted_mid_run_every_message_counted() -> None:
                                 seed=5, probe_messages=5)
         test = LoadTest(config)
         with BackgroundRun(test) as run:
-            wait_until(lambda: test.progress()[0] >= 1_000, timeout=30, message="the run is under way")
+            wait_until(lambda: test.snapshot().done >= 1_000, timeout=30, message="the run is under way")
             first.process.send_signal(signal.SIGKILL)
             first.process.wait(5)
-            done_at_kill = test.progress()[0]
+            done_at_kill = test.snapshot().done
             second = servers.enter_context(server_process("--port", str(port)))
             assert second.chat_port == port
             result = run.result(45, "the run did not finish after the restart")

@@ -127,6 +127,8 @@ def test_counts_are_exact_across_workers(two_process_run) -> None:
     assert result.ok, format_summary(result)
     assert result.generated == config.messages == totals.success
     assert (totals.failure, result.unsent, totals.retries, result.lost_workers) == (0, 0, 0, [])
+    # Every round trip is in the run's histogram, merged across the processes.
+    assert sum(totals.latency_counts) == totals.success and totals.latency_max_us > 0
     assert result.processes == 2
     # Every message reached the server once, besides the probe's.
     assert len(handler.texts) == config.messages + PROBE + PROBE_WARMING
@@ -175,13 +177,13 @@ def test_a_worker_killed_mid_run_is_reported_and_its_messages_counted(tmp_path: 
         output = MergedCsv(tmp_path)
         test = MultiProcessLoadTest(config, 2, output)
         with BackgroundRun(test) as run:
-            wait_until(lambda: test.progress()[0] >= 2_000, timeout=60, message="the run is under way")
+            wait_until(lambda: test.snapshot().done >= 2_000, timeout=60, message="the run is under way")
             victim = test.worker_pids[0]
             os.kill(victim, signal.SIGKILL)
             wait_until(lambda: gone(victim), timeout=10, message="the worker is gone")
             # The survivor goes on; then the run is stopped, as a user would.
-            done = test.progress()[0]
-            wait_until(lambda: test.progress()[0] >= done + 2_000, timeout=60, message="the other worker goes on")
+            done = test.snapshot().done
+            wait_until(lambda: test.snapshot().done >= done + 2_000, timeout=60, message="the other worker goes on")
             test.stop.set()
             result = run.result(30, "the run did not end")
         output.close()

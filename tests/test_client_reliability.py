@@ -88,13 +88,13 @@ def test_server_sigterm_mid_run_closes_with_1001_and_the_run_finishes_after_a_re
             # The same connection class as the senders', idle, to read what they are told.
             observer = ChatWebSocketClient(f"{first.url}/chat/1", timeout=10)
             stack.callback(observer.close)
-            wait_until(lambda: test.progress()[0] >= 1_000, timeout=30, message="the main phase is under way")
+            wait_until(lambda: test.snapshot().done >= 1_000, timeout=30, message="the main phase is under way")
             first.process.send_signal(signal.SIGTERM)
             sigterm_at = time.monotonic()
             with pytest.raises(ConnectionClosed, match=r"^server closed the connection \(1001: server shutting down\)$"):
                 observer.receive()
             closed_at = time.monotonic()
-            done_at_close = test.progress()[0]
+            done_at_close = test.snapshot().done
             # At once, as the senders do: the server waits for the end of the stream.
             observer.close()
             assert first.process.wait(10) == 0

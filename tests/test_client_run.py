@@ -207,7 +207,7 @@ def test_stop_ends_the_run_at_once_and_every_generated_message_is_counted() -> N
                                 threads=threads, seed=13, probe_messages=1)
         test = LoadTest(config)
         with BackgroundRun(test) as run:
-            wait_until(lambda: test.progress()[0] >= 1_000, timeout=30, message="the run is under way")
+            wait_until(lambda: test.snapshot().done >= 1_000, timeout=30, message="the run is under way")
             test.stop.set()
             received_at_stop = len(handler.texts)
             result = run.result(10, "the run went on after stop")

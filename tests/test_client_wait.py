@@ -8,8 +8,8 @@ import time
 import pytest
 
 from chatflow.client.chat_websocket_client import SO_TIMESTAMPNS, StampedSocket, wrap_socket
-from chatflow.client.client_wait import (BUCKETS, SAMPLE_EVERY, bucket_of, bucket_range, empty_counts, percentile_us,
-                                         summarise_waits)
+from chatflow.client.client_wait import SAMPLE_EVERY, summarise_waits
+from chatflow.client.histogram import BUCKETS, bucket_of, bucket_range, empty_counts, percentile_us
 from chatflow.client.results import SenderStats
 from tests.support.network import LOCALHOST
 from tests.support.waiting import wait_until

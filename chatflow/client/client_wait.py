@@ -14,53 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chatflow.client.histogram import percentile_us
+
 #: One connection in this many, the first included, has its replies' waits measured.
 SAMPLE_EVERY = 8
-#: Waits below this many µs have a bucket each; above, each power of two has ``SUB``.
-LINEAR = 32
-SUB = 16
-#: Waits up to 2**25 µs (33 s) have their own bucket, longer than any reply timeout.
-MAX_BITS = 25
-BUCKETS = ((MAX_BITS - 5) << 4) + LINEAR
-
-
-def bucket_of(wait_us: int) -> int:
-    """The bucket of a wait in µs: exact below 32 µs, then within 1/16 of its value."""
-    if wait_us < LINEAR:
-        return wait_us if wait_us > 0 else 0
-    shift = wait_us.bit_length() - 5
-    index = (shift << 4) + (wait_us >> shift)
-    return index if index < BUCKETS else BUCKETS - 1
-
-
-def bucket_range(index: int) -> tuple[int, int]:
-    """The waits in µs that ``bucket_of`` puts in bucket ``index``: [low, high)."""
-    if index < LINEAR:
-        return index, index + 1
-    shift = (index >> 4) - 1
-    mantissa = index - (shift << 4)
-    return mantissa << shift, (mantissa + 1) << shift
-
-
-def empty_counts() -> list[int]:
-    return [0] * BUCKETS
-
-
-def percentile_us(counts: list[int], fraction: float) -> float | None:
-    """The wait at ``fraction`` (0..1) of the counted replies, as the middle of its bucket."""
-    total = sum(counts)
-    if not total:
-        return None
-    rank = max(1, round(fraction * total))
-    seen = 0
-    for index, count in enumerate(counts):
-        seen += count
-        if seen >= rank:
-            low, high = bucket_range(index)
-            return (low + high) / 2
-    return None  # not reached: rank <= total
-
-
 @dataclass(frozen=True)
 class ClientWait:
     """A run's client waits, in ms, and their share of the mean latency."""

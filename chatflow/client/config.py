@@ -31,6 +31,9 @@ MAX_ROOM_MEMBERS = 1_000
 BEHIND_TOLERANCE_MS = 1.0
 #: The run held its rate when it achieved at least this fraction of the rate asked.
 RATE_HELD_FRACTION = 0.98
+#: Seconds between two live progress lines when stderr is not a terminal
+#: (``--progress-interval``, docs/client.md#live-progress).
+PROGRESS_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)

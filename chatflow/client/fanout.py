@@ -11,8 +11,8 @@ forgets each one once its outcome is known and every member has it, so that memo
 bounded by the messages in flight (and those that never reach every member).
 
 The rules, pure and tested on their own: ``pair`` (which message a delivery is of),
-``out_of_order`` (the per-member order check), ``add_latency`` and ``latency_figures``
-(the fan-out latencies' histogram, ``chatflow.client.client_wait``'s buckets).
+``out_of_order`` (the per-member order check); the fan-out latencies go in
+``chatflow.client.histogram``'s buckets.
 """
 
 from __future__ import annotations
@@ -22,15 +22,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from time import perf_counter_ns
 
-from chatflow.client.client_wait import bucket_of, empty_counts, percentile_us
+from chatflow.client.histogram import add_latency, empty_counts
 from chatflow.client.message_generator import OutgoingMessage
 from chatflow.wire import DeliveryKey, room_delivery, sent_key
 
 #: Messages that reached every member are remembered this long (in messages) after, so
 #: that a late second delivery of one still counts as duplicated, not as unexpected.
 RETIRED_WINDOW = 50_000
-#: The percentiles reported of each latency.
-PERCENTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 
 
 @dataclass
@@ -149,21 +147,6 @@ def out_of_order(previous: int | None, sequence: int | None) -> bool:
     """Whether a delivery breaks its member's order: its sequence not above the previous
     delivery's. Null sequences (the bus down) are outside the order, never out of it."""
     return previous is not None and sequence is not None and sequence <= previous
-
-
-def add_latency(counts: list[int], latency_us: int) -> None:
-    counts[bucket_of(max(0, latency_us))] += 1
-
-
-def latency_figures(counts: list[int], max_us: int) -> dict[str, float | int | None]:
-    """p50, p95, p99 (the middles of their histogram buckets, within 1/16) and the exact
-    max, in ms, and how many latencies were counted."""
-    figures: dict[str, float | int | None] = {"count": sum(counts)}
-    for name, fraction in PERCENTILES:
-        value = percentile_us(counts, fraction)
-        figures[f"{name}_ms"] = None if value is None else round(value / 1000, 3)
-    figures["max_ms"] = round(max_us / 1000, 3) if figures["count"] else None
-    return figures
 
 
 def fanout_columns(entry: Entry, members: int) -> tuple[int, str]:

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from chatflow.arguments import seconds, whole_number
-from chatflow.client.config import (LoadTestConfig, MAX_DEFAULT_PROCESSES, MAX_ROOM_MEMBERS, SCENARIOS, add_size_options,
-                                    default_processes)
+from chatflow.client.config import (LoadTestConfig, MAX_DEFAULT_PROCESSES, MAX_ROOM_MEMBERS, PROGRESS_INTERVAL,
+                                    SCENARIOS, add_size_options, default_processes)
 from chatflow.client.csv_writer import CsvWriter, MergedCsv
 from chatflow.client.local_server import LocalServer, LocalServerError
 from chatflow.client.progress import ProgressDisplay
@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", type=Path, default=d.output_dir,
                         help="where results are written (default %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no live progress")
+    parser.add_argument("--progress-interval", type=seconds(0, 3600), default=PROGRESS_INTERVAL, metavar="SECONDS",
+                        help="seconds between live progress lines when stderr is not a terminal (on a terminal: a "
+                             "bar) (default %(default)s)")
     parser.add_argument("--no-analysis", action="store_true",
                         help="write only the metrics CSV and print the summary: no statistics, charts or report "
                              "(python -m chatflow.analysis FILE.csv makes them later)")
@@ -185,7 +188,7 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None, writer: CsvW
                             fanout_rows=writer.record_row)
         else:
             test = LoadTest(config, recorder=writer.record, server_pid=server_pid)
-    progress = ProgressDisplay(config.messages, test.progress)
+    progress = ProgressDisplay(config.messages, test.snapshot, interval=args.progress_interval)
 
     def probed(round_trip_s, predictions) -> None:
         print(format_predictions(round_trip_s, predictions), flush=True)

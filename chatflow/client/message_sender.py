@@ -15,6 +15,7 @@ import threading
 
 from chatflow.client.config import RetryPolicy
 from chatflow.client.fanout import Entry, FanoutTracker
+from chatflow.client.histogram import bucket_of
 from chatflow.client.message_generator import OutgoingMessage
 from chatflow.client.results import SenderStats
 from chatflow.client.retry import RetryingConnection
@@ -106,6 +107,10 @@ class MessageSender:
         stats = self.stats
         stats.success += 1
         stats.latency_sum += latency_ms
+        latency_us = int(latency_ms * 1000)
+        stats.latency_counts[bucket_of(latency_us)] += 1
+        if latency_us > stats.latency_max_us:
+            stats.latency_max_us = latency_us
         if self.fanout is not None and self._settled(item, (sent_ms, item.type_name, latency_ms, SUCCESS, self.room,
                                                              True), True):
             return

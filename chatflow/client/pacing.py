@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from time import perf_counter_ns, time_ns
 
-from chatflow.client.client_wait import bucket_of, empty_counts
+from chatflow.client.histogram import bucket_of, empty_counts
 from chatflow.client.config import BEHIND_TOLERANCE_MS, RetryPolicy
 from chatflow.client.message_generator import OutgoingMessage
 from chatflow.client.message_sender import MessageSender

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from chatflow.client.client_wait import ClientWait, bucket_of, empty_counts, summarise_waits
+from chatflow.client.client_wait import ClientWait, summarise_waits
+from chatflow.client.histogram import bucket_of, empty_counts, latency_figures
 from chatflow.client.config import RATE_HELD_FRACTION, LoadTestConfig
-from chatflow.client.fanout import FanoutCounts, latency_figures
+from chatflow.client.fanout import FanoutCounts
 from chatflow.client.littles_law import Bounds, Prediction, predict_from_warmup
 from chatflow.client.saturation import ClientLoad, client_load
 from chatflow.metrics import Status
@@ -24,6 +25,10 @@ class SenderStats:
     retries: int = 0
     queue_empty: int = 0
     latency_sum: float = 0.0
+    #: Each successful message's round trip (send → reply), a histogram
+    #: (chatflow.client.histogram) and its exact max in µs: the run's percentiles.
+    latency_counts: list[int] = field(default_factory=empty_counts)
+    latency_max_us: int = 0
     failures_by_status: dict[str, int] = field(default_factory=dict)
     #: Room frames a broadcast server sent where a reply was awaited, passed over.
     room_frames: int = 0

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from chatflow.client.config import LoadTestConfig
 from chatflow.client.cpu import CpuMeter, usable_cores
 from chatflow.client.fanout import FanoutTracker
+from chatflow.client.histogram import empty_counts
 from chatflow.client.littles_law import Prediction, predict, with_result
 from chatflow.client.message_generator import MessageGenerator, OutgoingMessage
 from chatflow.client.members import BroadcastRooms
@@ -24,6 +25,7 @@ from chatflow.client.message_sender import MessageSender
 from chatflow.client.pacing import PacedSender, RowSink, Schedule
 from chatflow.client.plan import PhasePlan, plan_phases
 from chatflow.client.probe import ServerUnreachable, probe_round_trip
+from chatflow.client.progress import ProgressSnapshot
 from chatflow.client.results import PhaseResult, RunResult, SenderStats
 from chatflow.metrics import Recorder
 
@@ -49,15 +51,13 @@ class LoadTest:
         self._messages: queue.SimpleQueue[OutgoingMessage] = queue.SimpleQueue()
         self._generator: MessageGenerator | None = None
         self._rooms: BroadcastRooms | None = None
+        #: The phase running (warmup, main, drain), "" before the first: for the live progress.
+        self.phase = ""
 
-    def progress(self) -> tuple[int, int]:
-        """(done, failed) so far; read from another thread without locks."""
-        done = failed = 0
-        for sender in list(self._senders):
-            stats = sender.stats
-            done += stats.success + stats.failure
-            failed += stats.failure
-        return done, failed
+    def snapshot(self) -> ProgressSnapshot:
+        """What the run has counted so far, for the live progress; read from another
+        thread without locks (``ProgressSnapshot`` says what that means)."""
+        return sample_senders(list(self._senders), self.phase, self.config.rate)
 
     def run(self, on_probe: Callable[[float, list[Prediction]], None] | None = None) -> RunResult:
         config = self.config
@@ -110,11 +110,13 @@ class LoadTest:
         for plan, phase_senders in zip(plans, senders):
             if self.stop.is_set():
                 return
+            self.phase = plan.name
             start = time.perf_counter()
             stats = run_senders(plan.name, phase_senders, self._messages, self.stop, config, self.recorder,
                                 self._senders, tracker, self.rate_rows)
             yield PhaseResult(plan.name, plan.threads, plan.messages, stats, time.perf_counter() - start)
         if self._rooms is not None:
+            self.phase = "drain"
             self._rooms.drain(self.stop)
 
     def _finish(self, result: RunResult) -> None:
@@ -182,6 +184,29 @@ def run_senders(name: str, senders: list[SenderPlan], messages: queue.SimpleQueu
     if fanout is not None:
         stats.deliveries = fanout.received - received
     return stats
+
+
+def sample_senders(senders: list[MessageSender], phase: str = "", rate: float | None = None) -> ProgressSnapshot:
+    """The senders' counts added up as they are now, written meanwhile by their threads:
+    the live progress's sample (``LoadTest.snapshot``, and each worker's report). In the
+    open loop (``rate``) its latencies are the response times, and its schedule the one
+    of the last sender's phase. Costs a pass over each sender's histogram (about 0.2 ms
+    for 64 senders), on the sampling thread."""
+    done = failed = reconnections = 0
+    latencies = []
+    schedule = None
+    for sender in senders:
+        stats = sender.stats
+        done += stats.success + stats.failure
+        failed += stats.failure
+        reconnections += stats.reconnections
+        latencies.append(stats.response_counts if rate is not None else stats.latency_counts)
+        if isinstance(sender, PacedSender):
+            schedule = sender.schedule
+    return ProgressSnapshot(
+        phase=phase, done=done, failed=failed, reconnections=reconnections,
+        latency_counts=list(map(sum, zip(*latencies))) if latencies else empty_counts(), rate=rate,
+        schedule_s=schedule.elapsed_s() if schedule is not None and schedule.t0_ns is not None else None)
 
 
 def drain(messages: queue.SimpleQueue) -> int:

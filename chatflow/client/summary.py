@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chatflow.client.client_wait import ClientWait
-from chatflow.client.fanout import latency_figures
+from chatflow.client.histogram import latency_figures
 from chatflow.client.littles_law import HIT_FRACTION, Bound, Bounds, Prediction
 from chatflow.client.config import BEHIND_TOLERANCE_MS, RATE_HELD_FRACTION
 from chatflow.client.results import OpenLoop, RunResult

@@ -1,5 +1,5 @@
 """Services from Debian's packages that some tests start for themselves (redis-server,
-nginx): found on the PATH, or the test skips with the reason.
+nginx, tmux): found on the PATH, or the test skips with the reason.
 
 Where ``$CHATFLOW_REQUIRE_SERVICES`` is 1 (CI sets it, and installs the packages) a
 missing service fails the test instead of skipping it.
