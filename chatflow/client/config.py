@@ -12,6 +12,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from chatflow.client.rate_profile import RateProfile
+
 from chatflow.arguments import whole_number
 from chatflow.client.cpu import usable_cores
 
@@ -80,10 +82,17 @@ class LoadTestConfig:
     #: Open loop: messages per second over the run, spread over the senders; None for the
     #: closed loop (each sender sends its next message as soon as the last one's reply came).
     rate: float | None = None
+    #: The open loop's stages when it ramps (``--rate 500:5000:60s``); ``rate`` is then
+    #: their mean over the run. None for a constant rate.
+    rate_profile: RateProfile | None = None
 
     @property
     def open_loop(self) -> bool:
         return self.rate is not None
+
+    def schedule_profile(self) -> RateProfile:
+        """The open loop's rate over time (its stages, or ``rate`` throughout)."""
+        return self.rate_profile if self.rate_profile is not None else RateProfile.constant(self.rate)
 
     @property
     def broadcast(self) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import math
 import re
 import signal
 import sys
@@ -17,6 +16,7 @@ from chatflow.client.config import (LoadTestConfig, MAX_DEFAULT_PROCESSES, MAX_R
 from chatflow.client.csv_writer import CsvWriter, MergedCsv
 from chatflow.client.local_server import LocalServer, LocalServerError
 from chatflow.client.progress import ProgressDisplay
+from chatflow.client.rate_profile import RateError, RateProfile, parse_rate
 from chatflow.client.results import RunResult
 from chatflow.client.run import LoadTest
 from chatflow.client.summary import format_predictions, format_summary, run_figures, verdict
@@ -78,10 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--drain-timeout", type=seconds(0, 3600), default=d.fanout_drain, metavar="SECONDS",
                         help="broadcast scenario: after the senders, wait for deliveries until none came for "
                              "this long (default %(default)s)")
-    parser.add_argument("--rate", type=positive_rate, metavar="R",
+    parser.add_argument("--rate", type=rate_profile, metavar="R",
                         help="open loop: R messages per second over the run on a fixed schedule, spread over the "
                              "--threads senders (one message in flight each); no warmup phase; the CSV and the "
-                             "summary add each message's intended send time and its response time from it")
+                             "summary add each message's intended send time and its response time from it. "
+                             "Ramps: FROM:TO:LENGTH (500:5000:60s), stages comma-separated (0:2000:30s,2000:2m); "
+                             "the run lasts the stages unless --duration or --messages says otherwise")
     parser.add_argument("--duration", type=seconds(0, 7 * 24 * 3600), metavar="S",
                         help="with --rate: a run of S seconds of schedule (R × S messages), instead of --messages")
     parser.add_argument("--output-dir", type=Path, default=d.output_dir,
@@ -96,15 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def positive_rate(text: str) -> float:
-    """``--rate``: messages per second, more than 0."""
+def rate_profile(text: str) -> RateProfile:
+    """``--rate``: a rate, or a ramp's stages (chatflow.client.rate_profile)."""
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of messages per second: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be more than 0 messages per second, not {text}")
-    return value
+        return parse_rate(text)
+    except RateError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def check_open_loop(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -115,9 +114,9 @@ def check_open_loop(parser: argparse.ArgumentParser, args: argparse.Namespace) -
             parser.error("argument --duration: needs --rate (a closed-loop run's size is --messages)")
         if args.messages is not None:
             parser.error("argument --duration: not allowed with --messages (give one of them)")
-        args.messages = max(1, round(args.rate * args.duration))
+        args.messages = max(1, round(args.rate.count_by(args.duration)))
     elif args.messages is None:
-        args.messages = LoadTestConfig.messages
+        args.messages = args.rate.messages if args.rate is not None and args.rate.ramps else LoadTestConfig.messages
     if args.rate is not None and args.scenario == "broadcast":
         parser.error("argument --rate: the broadcast scenario runs closed-loop only")
     if args.rate is not None and args.processes > 1:
@@ -165,13 +164,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def load_test_config(args: argparse.Namespace, url: str) -> LoadTestConfig:
     """The run the options ask for, against ``url`` (and the other ``--server``s given)."""
+    profile = args.rate
     return LoadTestConfig(
         base_url=url, more_servers=tuple(args.server[1:]) if args.server else (), messages=args.messages,
         warmup_threads=args.warmup_threads, warmup_messages=args.warmup_messages, threads=args.threads,
         timeout=args.timeout,
         retry=dataclasses.replace(LoadTestConfig.retry, max_attempts=args.max_attempts), rooms=args.rooms,
         seed=args.seed, probe_messages=args.probe_messages, output_dir=args.output_dir,
-        scenario=args.scenario, room_members=args.room_members, fanout_drain=args.drain_timeout, rate=args.rate,
+        scenario=args.scenario, room_members=args.room_members, fanout_drain=args.drain_timeout,
+        rate=None if profile is None else profile.mean_rate(args.messages),
+        rate_profile=profile if profile is not None and profile.ramps else None,
     )
 
 

@@ -1,6 +1,7 @@
 """The open loop (``--rate``): each message has an intended send time on a fixed schedule.
 
-Message *i* of the phase is meant to be sent at t0 + i / R. The phase's S senders share
+Message *i* of the phase is meant to be sent at t0 + i / R (or where the ramp's stages put
+it: ``chatflow.client.rate_profile``). The phase's S senders share
 the slots: sender *s* takes slots *s*, *s + S*, *s + 2S*, … (so its own rate is R / S), and
 its quota is the count of those slots (``plan.split`` gives the first ones one more). A
 sender early for its slot sleeps until it; one late (its last reply came after the slot)
@@ -20,6 +21,7 @@ from chatflow.client.histogram import bucket_of, empty_counts
 from chatflow.client.config import BEHIND_TOLERANCE_MS, RetryPolicy
 from chatflow.client.message_generator import OutgoingMessage
 from chatflow.client.message_sender import MessageSender
+from chatflow.client.rate_profile import RateProfile
 from chatflow.client.results import SenderStats
 from chatflow.metrics import SUCCESS
 
@@ -33,8 +35,8 @@ class Schedule:
     every sender has its connection open (``start``, the senders' barrier's action), so
     that the first slots are not late for the handshakes."""
 
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
+    def __init__(self, profile: RateProfile) -> None:
+        self.profile = profile
         self.t0_ns: int | None = None
         self.epoch_t0_ns = 0
         self._lock = threading.Lock()
@@ -51,7 +53,7 @@ class Schedule:
 
     def slot_ns(self, slot: int) -> int:
         """Slot ``slot``'s intended time (``perf_counter_ns``)."""
-        return self.t0_ns + round(slot * 1e9 / self.rate)
+        return self.t0_ns + round(self.profile.offset_s(slot) * 1e9)
 
     def epoch_ms(self, at_ns: int) -> float:
         """A ``perf_counter_ns`` time as epoch ms."""

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from chatflow.client.config import PROGRESS_INTERVAL
 from chatflow.client.histogram import percentile_us
+from chatflow.client.rate_profile import RateProfile
 
 #: Seconds between two samples of the bar, and the span its msg/s and p99 are taken over.
 BAR_INTERVAL = 0.25
@@ -52,6 +53,8 @@ class ProgressSnapshot:
     #: it starts); None in the closed loop.
     rate: float | None = None
     schedule_s: float | None = None
+    #: The open loop's schedule over time (a ramp's stages); None in the closed loop.
+    profile: RateProfile | None = None
     at: float = field(default_factory=time.monotonic)
 
 
@@ -84,6 +87,9 @@ class ProgressFigures:
 
 
 def phase_label(snapshot: ProgressSnapshot) -> str:
+    profile = snapshot.profile
+    if profile is not None and profile.ramps and snapshot.schedule_s is not None:
+        return f"open loop ramping, at {profile.rate_at(snapshot.schedule_s):,.0f} msg/s"
     if snapshot.rate is not None:
         return f"open loop at {snapshot.rate:,.0f} msg/s"
     return snapshot.phase or "setup"
@@ -109,9 +115,9 @@ def progress_figures(first: ProgressSnapshot, previous: ProgressSnapshot, curren
     behind = eta = None
     if current.rate is not None:
         if current.schedule_s is not None:
-            due = min(total, math.floor(current.schedule_s * current.rate) + 1)
-            behind = max(0, due - current.done)
-            eta = max(0.0, total / current.rate - current.schedule_s)
+            profile = current.profile or RateProfile.constant(current.rate)
+            behind = max(0, profile.due(current.schedule_s, total) - current.done)
+            eta = max(0.0, profile.offset_s(total) - current.schedule_s)
         else:
             behind = 0
     else:

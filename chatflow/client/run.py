@@ -160,7 +160,7 @@ def run_senders(name: str, senders: list[SenderPlan], messages: queue.SimpleQueu
         return stats
     received = fanout.received if fanout is not None else 0
     if config.rate is not None:
-        schedule = Schedule(config.rate)
+        schedule = Schedule(config.schedule_profile())
         ready = threading.Barrier(len(senders), action=schedule.start)
         made = [PacedSender(config.room_url(room, server), room, messages, quota, stop, timeout=config.timeout,
                             retry=config.retry, schedule=schedule, index=i, stride=len(senders), ready=ready,
@@ -206,7 +206,8 @@ def sample_senders(senders: list[MessageSender], phase: str = "", rate: float | 
     return ProgressSnapshot(
         phase=phase, done=done, failed=failed, reconnections=reconnections,
         latency_counts=list(map(sum, zip(*latencies))) if latencies else empty_counts(), rate=rate,
-        schedule_s=schedule.elapsed_s() if schedule is not None and schedule.t0_ns is not None else None)
+        schedule_s=schedule.elapsed_s() if schedule is not None and schedule.t0_ns is not None else None,
+        profile=schedule.profile if schedule is not None else None)
 
 
 def drain(messages: queue.SimpleQueue) -> int:
