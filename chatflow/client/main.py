@@ -15,10 +15,10 @@ from chatflow.arguments import seconds, whole_number
 from chatflow.client.config import (LoadTestConfig, MAX_DEFAULT_PROCESSES, MAX_ROOM_MEMBERS, SCENARIOS, add_size_options,
                                     default_processes)
 from chatflow.client.csv_writer import CsvWriter, MergedCsv
+from chatflow.client.figures import Figures, report_figures, summary_figures
 from chatflow.client.local_server import LocalServer, LocalServerError
 from chatflow.client.progress import ProgressDisplay
 from chatflow.client.run import LoadTest
-from chatflow.client.figures import Figures, report_figures, summary_figures
 from chatflow.client.summary import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_THRESHOLDS, format_predictions,
                                      outcome, summary_text)
 from chatflow.client.summary_file import summary_document, write_summary
@@ -96,13 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where results are written (default %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no live progress")
     parser.add_argument("--no-analysis", action="store_true",
-                        help="write only the metrics CSV and print the summary: no statistics, charts or report "
+                        help="write only the metrics CSV and summary.json and print the summary: no statistics, charts or report "
                              "(python -m chatflow.analysis FILE.csv makes them later)")
-    parser.add_argument("--threshold", type=threshold_argument, action="append", metavar="EXPR",
+    parser.add_argument("--threshold", type=threshold_argument, action="append", default=[], metavar="EXPR",
                         help="a pass/fail condition on the run, METRIC OP VALUE, repeatable (e.g. p99<50ms, "
                              "failures==0, failure_rate<0.1%%, throughput>=10000); OP one of < <= > >= == !=; METRIC "
                              f"one of {', '.join(METRICS)} (latencies in ms or s: the response time with --rate); "
                              f"one crossed: exit status {EXIT_THRESHOLDS}")
+    # The command line as given, for summary.json: main's argv (None: this process's).
+    parser.set_defaults(command=None)
     return parser
 
 
@@ -151,11 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv, argparse.Namespace(messages=None))
     if args.room_members > MAX_ROOM_MEMBERS:
         parser.error(f"argument --room-members: at most {MAX_ROOM_MEMBERS}, not {args.room_members}")
-    args.threshold = args.threshold or []
     for threshold in args.threshold:
         if (error := unavailable(threshold, args.scenario)) is not None:
             parser.error(f"argument --threshold: {error}")
-    args.argv = sys.argv if argv is None else [PROG, *argv]
+    args.command = None if argv is None else [PROG, *argv]
     check_open_loop(parser, args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.scenario == "broadcast" and args.processes > 1:
@@ -241,8 +242,8 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None, writer: CsvW
     print(f"\nMetrics: {writer.path} ({writer.rows_written:,} rows)")
     path = summary_path(writer.path)
     try:
-        write_summary(path, summary_document(figures, argv=args.argv, config=config, verdicts=verdicts, outcome=ended,
-                                             metrics_csv=writer.path, metrics_rows=writer.rows_written,
+        write_summary(path, summary_document(figures, argv=args.command or sys.argv, config=config, verdicts=verdicts,
+                                             outcome=ended, metrics_csv=writer.path, metrics_rows=writer.rows_written,
                                              metrics_error=writer.error))
         print(f"Summary: {path}")
     except OSError as exc:
