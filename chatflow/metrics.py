@@ -1,13 +1,16 @@
-"""The per-message metrics file (SPEC §2.5): its outcomes, its columns, its rows.
+"""The per-message metrics file (SPEC §2.5): its outcomes, its columns, its rows; and
+the name and schema version of the run's summary.json beside it.
 
-The client writes it (``chatflow.client.csv_writer``) and the analysis reads it
-(``chatflow.analysis.performance_analyzer``); both take the names from here.
+The client writes them (``chatflow.client.csv_writer``, ``chatflow.client.summary_file``)
+and the analysis reads them (``chatflow.analysis.performance_analyzer``,
+``chatflow.analysis.summary_file``); both take the names from here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from enum import StrEnum
+from pathlib import Path
 from typing import NamedTuple
 
 from chatflow.models import ReplyStatus
@@ -111,3 +114,16 @@ class MetricRecord(NamedTuple):
     def csv_line(self) -> str:
         """The row in ``COLUMNS`` order, newline included."""
         return CSV_LINE % self
+
+
+#: summary.json (docs/client.md#summaryjson): every figure of a run's console summary, its
+#: command, configuration, versions, thresholds and exit status, beside its metrics file as
+#: ``<csv stem>.summary.json``. ``schema`` is this number, raised when a key changes its
+#: meaning or goes away (new keys may come without it).
+SUMMARY_SCHEMA = 1
+SUMMARY_SUFFIX = ".summary.json"
+
+
+def summary_path(csv: Path) -> Path:
+    """The summary.json of a metrics file."""
+    return csv.with_name(csv.stem + SUMMARY_SUFFIX)

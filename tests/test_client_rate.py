@@ -11,6 +11,7 @@ from chatflow.analysis.performance_analyzer import PerformanceAnalyzer
 from chatflow.analysis.report import write_report
 from chatflow.client.config import LoadTestConfig
 from chatflow.client.csv_writer import CsvWriter
+from chatflow.client.rate_profile import parse_rate
 from chatflow.client.results import RunResult
 from chatflow.client.run import LoadTest
 from chatflow.client.summary import format_summary, verdict
@@ -66,6 +67,26 @@ def test_the_schedule_is_kept_and_never_run_ahead_of(tmp_path: Path) -> None:
     assert o.achieved_msg_s <= rate * messages / (messages - 1)
     summary = format_summary(result)
     assert "Rate asked" in summary and "Behind schedule" in summary and "Service time" in summary
+
+
+def test_a_ramp_puts_each_message_where_its_stages_say(tmp_path: Path) -> None:
+    # 100 → 500 msg/s over 1 s, then 500 msg/s for 0.4 s: 300 + 200 messages.
+    profile = parse_rate("100:500:1s,500:0.4s")
+    messages = profile.messages
+    assert messages == 500
+    with serving(chat_handler()) as server:
+        result, rows = open_loop_run(server.url, tmp_path, rate=profile.mean_rate(messages), rate_profile=profile,
+                                     messages=messages, threads=8)
+    assert result.ok, format_summary(result)
+    intended = sorted(float(row[INTENDED]) for row in rows if row["final"] == "1")
+    assert len(intended) == messages
+    for i, at in enumerate(intended):
+        assert at - intended[0] == pytest.approx(profile.offset_s(i) * 1000, abs=0.002), i
+    # The gaps shrink along the ramp, then hold at 1/500 s.
+    assert intended[1] - intended[0] > 4 * (intended[-1] - intended[-2])
+    assert intended[-1] - intended[-2] == pytest.approx(2.0, abs=0.002)
+    summary = format_summary(result)
+    assert "on average (100 → 500 msg/s over 1 s, then 500 msg/s for 0.4 s)" in summary, summary
 
 
 def test_stalled_replies_show_in_the_response_time_not_the_service_time(tmp_path: Path) -> None:
@@ -128,8 +149,12 @@ def test_the_command_line_runs_for_a_duration(tmp_path: Path) -> None:
         (["--duration", "5"], "argument --duration: needs --rate"),
         (["--rate", "10", "--duration", "5", "--messages", "10"], "argument --duration: not allowed with --messages"),
         (["--rate", "10", "--scenario", "broadcast"], "argument --rate: the broadcast scenario"),
+        (["--rate", "500:5000:"], "argument --rate: not a length of time: ''"),
+        (["--rate", "500:5000:soon"], "argument --rate: not a length of time: 'soon'"),
+        (["--rate", "5000:0:10s"], "argument --rate: the last stage must end above 0 msg/s"),
     ],
-    ids=["zero", "not-a-number", "duration-alone", "duration-and-messages", "broadcast"],
+    ids=["zero", "not-a-number", "duration-alone", "duration-and-messages", "broadcast", "ramp-no-length",
+         "ramp-bad-length", "ramp-to-zero"],
 )
 def test_bad_open_loop_options_are_one_line_errors(args: list[str], error: str, tmp_path: Path) -> None:
     result = run_client("--server", "127.0.0.1:1", *args, "--output-dir", str(tmp_path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from chatflow.client.figures import client_load_figures
 from chatflow.client.saturation import BUSY_FRACTION, WAIT_SHARE, client_load
 from chatflow.client.summary import saturation_text
 
@@ -43,8 +44,8 @@ def test_no_verdict_without_a_cpu_figure_or_a_phase() -> None:
 
 
 def test_the_summary_says_why() -> None:
-    both = saturation_text(client_load(17.0, 10.0, cores=2, wait_share=0.4))
+    both = saturation_text(client_load_figures(client_load(17.0, 10.0, cores=2, wait_share=0.4)))
     assert both.startswith("yes: 1.70 cores used of the 1 core its Python code can use (2 on the machine)")
     assert "waited 40% of the mean latency" in both
     assert both.endswith("the figures measure the client as much as the server")
-    assert saturation_text(client_load(3.0, 10.0, cores=2)).startswith("no: 0.30 cores used")
+    assert saturation_text(client_load_figures(client_load(3.0, 10.0, cores=2))).startswith("no: 0.30 cores used")

@@ -1,5 +1,5 @@
-"""The client's ``--no-analysis``, which the comparison runs it with: the CSV and the
-summary only, so that its process's CPU is the load test's."""
+"""The client's ``--no-analysis``, which the comparison runs it with: the CSV, the
+summary and its summary.json only, so that its process's CPU is the load test's."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def test_no_analysis_writes_the_csv_and_the_summary_only(tmp_path: Path) -> None
     assert figure(out, "Successful") == 600
     [csv] = tmp_path.glob("metrics_*.csv")
     assert f"Metrics: {csv} (600 rows)" in out
-    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([csv.name, "server.log"])
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([csv.name, f"{csv.stem}.summary.json",
+                                                                       "server.log"])
     assert "Files written" not in out and "Aggregated" not in out
     assert out.strip().splitlines()[-1] == "OK: all 600 messages succeeded"

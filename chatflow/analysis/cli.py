@@ -3,7 +3,9 @@
 One file: a statistics table per message type, outcomes, throughput. Several files:
 the same figures side by side, one column per file, and their throughput curves on
 one chart. Either way the charts and a report per file are written next to the first
-CSV (or ``--output-dir``). Bad input is one line on stderr and exit status 1.
+CSV (or ``--output-dir``). A CSV's summary.json beside it (the client's) gives the
+reports its thresholds and the warmup/main boundary. Bad input is one line on stderr
+and exit status 1.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from typing import Any
 from chatflow.arguments import seconds
 from chatflow.analysis.performance_analyzer import (DEFAULT_BUCKET_SECONDS, MIN_BUCKET_SECONDS, AnalysisError,
                                                     AnalysisResult, LatencyStats, PerformanceAnalyzer)
-from chatflow.analysis.report import (comparison_table, format_ms, format_percent, format_rate, latency_cells,
-                                      phase_boundary_s, write_report)
-from chatflow.analysis.html_report import Threshold, render_run, render_runs, write_html
+from chatflow.analysis.report import (Threshold, comparison_table, format_ms, format_percent, format_rate,
+                                      latency_cells, phase_boundary_s, write_report)
+from chatflow.analysis.html_report import render_run, render_runs, write_html
+from chatflow.analysis.summary_file import boundary_of, summary_beside, thresholds_of
 from chatflow.analysis.throughput_visualizer import ThroughputVisualizer
 
 PROG = "chatflow-analysis"
@@ -49,13 +52,19 @@ def main(argv: list[str] | None = None) -> int:
         analyzer = PerformanceAnalyzer(args.bucket_seconds)
         analyses = [analyzer.analyze(path) for path in args.files]
         stems = unique_stems(args.files)
+        summaries = [summary_or_none(path) for path in args.files]
+        judged = [thresholds_of(summary["thresholds"]) if summary else None for summary in summaries]
         print(side_by_side(stems, analyses) if len(analyses) > 1 else statistics_table(analyses[0]))
+        for stem, summary in zip(stems, summaries):
+            if summary and summary["thresholds"]:
+                print(thresholds_text(stem, summary))
         directory = args.output_dir or args.files[0].parent
-        outputs = [write_outputs(analysis, directory, stem, run=earlier_run(path))
-                   for path, stem, analysis in zip(args.files, stems, analyses)]
+        outputs = [write_outputs(analysis, directory, stem, run=earlier_run(path), thresholds=thresholds,
+                                 boundary_s=boundary_of(summary) if summary else None)
+                   for path, stem, analysis, summary, thresholds in zip(args.files, stems, analyses, summaries, judged)]
         written = [path for files in outputs for path in files.paths]
         if len(analyses) > 1:
-            written += write_comparison(stems, analyses, [files.charts for files in outputs], Path(directory))
+            written += write_comparison(stems, analyses, [files.charts for files in outputs], Path(directory), judged)
     except AnalysisError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -93,19 +102,22 @@ def write_outputs(analysis: AnalysisResult, directory: str | Path, stem: str,
     if boundary_s is None:
         boundary_s = phase_boundary_s(run)
     charts = ThroughputVisualizer().charts(analysis, directory, stem, boundary_s)
-    report = write_report(directory, stem, analysis, run=run, charts=charts)
+    report = write_report(directory, stem, analysis, run=run, charts=charts, thresholds=thresholds)
     page = write_html(directory / f"{stem}_report.html",
                       render_run(analysis, charts, run=run, thresholds=thresholds, boundary_s=boundary_s))
     return Outputs([report.markdown, report.json, page, *charts.values()], charts)
 
 
 def write_comparison(stems: Sequence[str], analyses: Sequence[AnalysisResult],
-                     run_charts: Sequence[Mapping[str, Path]], directory: Path) -> list[Path]:
-    """Several runs: their curves overlaid on two charts, and one page with a column per run."""
+                     run_charts: Sequence[Mapping[str, Path]], directory: Path,
+                     thresholds: Sequence[Sequence[Threshold] | None] | None = None) -> list[Path]:
+    """Several runs: their curves overlaid on two charts, and one page with a column per run
+    (and each run's thresholds, when its summary.json had any)."""
     visualizer, pairs = ThroughputVisualizer(), list(zip(stems, analyses))
     charts = {"throughput": visualizer.comparison_chart(pairs, directory / f"{stems[0]}_comparison_throughput.png"),
               "latency_cdf": visualizer.cdf_chart(pairs, directory / f"{stems[0]}_comparison_latency_cdf.png")}
-    page = write_html(directory / f"{stems[0]}_comparison.html", render_runs(stems, analyses, charts, run_charts))
+    page = write_html(directory / f"{stems[0]}_comparison.html",
+                      render_runs(stems, analyses, charts, run_charts, thresholds))
     return [*charts.values(), page]
 
 
@@ -117,6 +129,23 @@ def earlier_run(csv: Path) -> Mapping[str, Any] | None:
     except (OSError, ValueError, AttributeError):
         return None
     return run if isinstance(run, Mapping) else None
+
+
+def summary_or_none(csv: Path) -> Mapping[str, Any] | None:
+    """The client's summary.json beside ``csv``; a broken one is a warning, not the end of
+    the analysis of a good CSV."""
+    try:
+        return summary_beside(csv)
+    except AnalysisError as exc:
+        print(f"{PROG}: warning: {exc}; analysed without it", file=sys.stderr)
+        return None
+
+
+def thresholds_text(stem: str, summary: Mapping[str, Any]) -> str:
+    """The run's thresholds as its summary ended, and the exit status they gave."""
+    ended = summary["exit"]
+    lines = [f"\nThresholds of {stem} (its summary.json; exit status {ended['status']}, {ended['name']})"]
+    return "\n".join(lines + [f"  {t['text']}" for t in summary["thresholds"]])
 
 
 def unique_stems(paths: Sequence[Path]) -> list[str]:

@@ -14,18 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from chatflow.analysis.performance_analyzer import AnalysisResult
-from chatflow.analysis.report import (BUCKETS_NOTE, CHART_TITLES, ROOMS_NOTE, TableData, bucket_table,
+from chatflow.analysis.report import (BUCKETS_NOTE, CHART_TITLES, ROOMS_NOTE, TableData, Threshold, bucket_table,
                                       comparison_table, fanout_table, latency_table, outcome_table, retried_table,
-                                      RESPONSE_NOTE, room_table, run_tables, summary_table, type_table, zero_note)
+                                      RESPONSE_NOTE, room_table, run_tables, summary_table, threshold_table,
+                                      type_table, zero_note)
 from chatflow.html_page import BASE_STYLE, figure_html, page, table_html, text_html
 
 STYLE = BASE_STYLE + """
 .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 0 1rem; }
 table[id^="thresholds"] tbody tr:not(.failed) td:nth-child(2) { color: #1a7f37; }
 """
-
-#: A threshold's outcome as the run judged it: its expression, whether it passed, the figure measured.
-Threshold = tuple[str, bool, str]
 
 CHART_CAPTIONS = {
     "throughput": "Successful messages per second in each bucket (completion time); the dashed line is the "
@@ -63,12 +61,8 @@ def thresholds_html(thresholds: Sequence[Threshold] | None, title: str = "Thresh
     """A "Thresholds" section, or nothing when the run had none."""
     if not thresholds:
         return ""
-    rows = [[expression, "passed" if passed else "FAILED", measured] for expression, passed, measured in thresholds]
-    failed = frozenset(i for i, (_, passed, _) in enumerate(thresholds) if not passed)
-    verdict = (f"{len(failed)} of {len(rows)} thresholds failed." if failed
-               else f"All {len(rows)} thresholds passed.")
-    return (_h2(title) + _p(verdict)
-            + table_html(["Threshold", "Result", "Measured"], rows, failed=failed, table_id=table_id))
+    (header, rows), failed, verdict = threshold_table(thresholds)
+    return _h2(title) + _p(verdict) + table_html(header, rows, failed=failed, table_id=table_id)
 
 
 def _run_figures(run: Mapping[str, Any]) -> str:

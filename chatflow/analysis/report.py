@@ -52,13 +52,14 @@ class ReportFiles:
 
 def write_report(directory: str | Path, stem: str, analysis: AnalysisResult,
                  run: Mapping[str, Any] | None = None,
-                 charts: Mapping[str, str | Path] | None = None) -> ReportFiles:
+                 charts: Mapping[str, str | Path] | None = None,
+                 thresholds: Sequence[Threshold] | None = None) -> ReportFiles:
     """Write both files; chart paths are stored relative to ``directory`` so the report can move."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     relative = {name: Path(os.path.relpath(path, directory)).as_posix() for name, path in (charts or {}).items()}
     markdown = directory / f"{stem}_report.md"
-    markdown.write_text(_markdown(analysis, run, relative), encoding="utf-8")
+    markdown.write_text(_markdown(analysis, run, relative, thresholds), encoding="utf-8")
     document = {"analysis": analysis.to_dict(), "run": _jsonable(run), "charts": relative}
     json_path = directory / f"{stem}_report.json"
     json_path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
@@ -117,6 +118,17 @@ LATENCY_HEADER = ["Count", "Mean", "Median", "p95", "p99", "Min", "Max"]
 BUCKETS_NOTE = ("A successful message counts in the bucket where it completed (send time + latency); "
                 "the last bucket ends at the last completion and is divided by its real length.")
 ROOMS_NOTE = "A room's msg/s is its successful messages over the whole run's span."
+#: A threshold's outcome as the run judged it (its summary.json): its expression, whether
+#: it passed, the figure measured.
+Threshold = tuple[str, bool, str]
+
+
+def threshold_table(thresholds: Sequence[Threshold]) -> tuple[TableData, frozenset[int], str]:
+    """The thresholds' table, the indices of the rows that failed, and the sentence above it."""
+    rows = [[expression, "passed" if passed else "FAILED", measured] for expression, passed, measured in thresholds]
+    failed = frozenset(i for i, (_, passed, _) in enumerate(thresholds) if not passed)
+    verdict = f"{len(failed)} of {len(rows)} thresholds failed." if failed else f"All {len(rows)} thresholds passed."
+    return (["Threshold", "Result", "Measured"], rows), failed, verdict
 
 
 def summary_table(a: AnalysisResult) -> TableData:
@@ -301,13 +313,17 @@ FANOUT_NOTE = ("Each member's latency is in the run's figures above (`fanout_eac
                "report was written by the run itself: one row a message cannot hold it.")
 
 
-def _markdown(analysis: AnalysisResult, run: Mapping[str, Any] | None, charts: Mapping[str, str]) -> str:
+def _markdown(analysis: AnalysisResult, run: Mapping[str, Any] | None, charts: Mapping[str, str],
+              thresholds: Sequence[Threshold] | None = None) -> str:
     a = analysis
     name = Path(a.source).name
     lines = [f"# ChatFlow metrics report: {name}", ""]
     header, rows = summary_table(a)
     rows[0][1] = f"`{name}`"
     lines += _escaped((header, rows))
+    if thresholds:
+        table, _, verdict = threshold_table(thresholds)
+        lines += ["## Thresholds", "", verdict, ""] + _escaped(table)
     if run:
         lines += _run_sections(run)
 

@@ -55,18 +55,22 @@ def percentile_us(counts: list[int], fraction: float) -> float | None:
 
 #: The percentiles reported of each latency.
 PERCENTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+#: The run's latency in summary.json, which ``--threshold`` reads: two more.
+RUN_PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999))
 
 
 def add_latency(counts: list[int], latency_us: int) -> None:
     counts[bucket_of(max(0, latency_us))] += 1
 
 
-def latency_figures(counts: list[int], max_us: int) -> dict[str, float | int | None]:
-    """p50, p95, p99 (the middles of their histogram buckets, within 1/16) and the exact
-    max, in ms, and how many latencies were counted."""
+def latency_figures(counts: list[int], max_us: int,
+                    percentiles: tuple[tuple[str, float], ...] = PERCENTILES) -> dict[str, float | int | None]:
+    """p50, p95, p99 (or ``percentiles``; the middles of their histogram buckets, within
+    1/16, and never above the max) and the exact max, in ms, and how many latencies were
+    counted."""
     figures: dict[str, float | int | None] = {"count": sum(counts)}
-    for name, fraction in PERCENTILES:
+    for name, fraction in percentiles:
         value = percentile_us(counts, fraction)
-        figures[f"{name}_ms"] = None if value is None else round(value / 1000, 3)
+        figures[f"{name}_ms"] = None if value is None else round(min(value, max_us) / 1000, 3)
     figures["max_ms"] = round(max_us / 1000, 3) if figures["count"] else None
     return figures

@@ -14,20 +14,27 @@ from chatflow.arguments import seconds, whole_number
 from chatflow.client.config import (LoadTestConfig, MAX_DEFAULT_PROCESSES, MAX_ROOM_MEMBERS, PROGRESS_INTERVAL,
                                     SCENARIOS, add_size_options, default_processes)
 from chatflow.client.csv_writer import CsvWriter, MergedCsv
+from chatflow.client.figures import Figures, report_figures, summary_figures
 from chatflow.client.local_server import LocalServer, LocalServerError
 from chatflow.client.progress import ProgressDisplay
 from chatflow.client.rate_profile import RateError, RateProfile, parse_rate
-from chatflow.client.results import RunResult
 from chatflow.client.run import LoadTest
-from chatflow.client.summary import format_predictions, format_summary, run_figures, verdict
+from chatflow.client.summary import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_THRESHOLDS, format_predictions,
+                                     outcome, summary_text)
+from chatflow.client.summary_file import summary_document, write_summary
+from chatflow.client.thresholds import (METRICS, Threshold, ThresholdError, Verdict, evaluate, parse_threshold,
+                                        unavailable, verdict_figures)
 from chatflow.client.workers import MultiProcessLoadTest
-from chatflow.metrics import csv_format
+from chatflow.metrics import csv_format, summary_path
 
 PROG = "chatflow-client"
 
 _HOST_PORT = re.compile(r"(?:ws://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})/?")
 
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+EPILOG = (f"exit status: {EXIT_OK} every message succeeded (and every --threshold held); {EXIT_FAILED} messages "
+          f"failed or the server could not be reached (whatever the thresholds); 2 bad options (a malformed "
+          f"--threshold too); {EXIT_THRESHOLDS} every message succeeded but a --threshold was crossed; "
+          f"{EXIT_INTERRUPTED} interrupted (Ctrl-C)")
 
 
 def server_url(text: str) -> str:
@@ -47,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="ChatFlow load test: warmup and main phases of WebSocket chat messages, "
                     "with retries, per-phase throughput and a Little's Law check.",
+        epilog=EPILOG,
     )
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--server", type=server_url, metavar="HOST:PORT", action="append",
@@ -93,9 +101,24 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds between live progress lines when stderr is not a terminal (on a terminal: a "
                              "bar) (default %(default)s)")
     parser.add_argument("--no-analysis", action="store_true",
-                        help="write only the metrics CSV and print the summary: no statistics, charts or report "
+                        help="write only the metrics CSV and summary.json and print the summary: no statistics, charts or report "
                              "(python -m chatflow.analysis FILE.csv makes them later)")
+    parser.add_argument("--threshold", type=threshold_argument, action="append", default=[], metavar="EXPR",
+                        help="a pass/fail condition on the run, METRIC OP VALUE, repeatable (e.g. p99<50ms, "
+                             "failures==0, failure_rate<0.1%%, throughput>=10000); OP one of < <= > >= == !=; METRIC "
+                             f"one of {', '.join(METRICS)} (latencies in ms or s: the response time with --rate); "
+                             f"one crossed: exit status {EXIT_THRESHOLDS}")
+    # The command line as given, for summary.json: main's argv (None: this process's).
+    parser.set_defaults(command=None)
     return parser
+
+
+def threshold_argument(text: str) -> Threshold:
+    """``--threshold``: a malformed expression is argparse's one-line error."""
+    try:
+        return parse_threshold(text)
+    except ThresholdError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def rate_profile(text: str) -> RateProfile:
@@ -132,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv, argparse.Namespace(messages=None))
     if args.room_members > MAX_ROOM_MEMBERS:
         parser.error(f"argument --room-members: at most {MAX_ROOM_MEMBERS}, not {args.room_members}")
+    for threshold in args.threshold:
+        if (error := unavailable(threshold, args.scenario)) is not None:
+            parser.error(f"argument --threshold: {error}")
+    args.command = None if argv is None else [PROG, *argv]
     check_open_loop(parser, args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.scenario == "broadcast" and args.processes > 1:
@@ -211,19 +238,28 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None, writer: CsvW
         progress.stop()
         writer.close()
         signal.signal(signal.SIGINT, previous)
-    print(format_summary(result))
+    figures = summary_figures(result)
+    verdicts = [evaluate(threshold, figures) for threshold in args.threshold]
+    ended = outcome(figures, verdicts)
+    print(summary_text(figures, verdicts))
     if writer.error:
         print(f"Warning: the metrics file is incomplete: {writer.error}")
     print(f"\nMetrics: {writer.path} ({writer.rows_written:,} rows)")
+    path = summary_path(writer.path)
+    try:
+        write_summary(path, summary_document(figures, argv=args.command or sys.argv, config=config, verdicts=verdicts,
+                                             outcome=ended, metrics_csv=writer.path, metrics_rows=writer.rows_written,
+                                             metrics_error=writer.error))
+        print(f"Summary: {path}")
+    except OSError as exc:
+        print(f"Warning: no summary file: cannot write {path}: {exc.strerror or exc}")
     if not args.no_analysis:
-        analyse(writer, result, config.output_dir)
-    print(verdict(result))
-    if result.interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_OK if result.ok else EXIT_FAILED
+        analyse(writer, figures, verdicts, config.output_dir)
+    print(ended.reason)
+    return ended.status
 
 
-def analyse(writer: CsvWriter | MergedCsv, result: RunResult, directory: Path) -> None:
+def analyse(writer: CsvWriter | MergedCsv, figures: Figures, verdicts: list[Verdict], directory: Path) -> None:
     """Statistics, charts and the report of the run, from its metrics file.
 
     Imported here, after the run, so that pandas and matplotlib cost the load test
@@ -235,9 +271,11 @@ def analyse(writer: CsvWriter | MergedCsv, result: RunResult, directory: Path) -
     try:
         analysis = PerformanceAnalyzer().analyze(writer.path)
         from chatflow.analysis.cli import statistics_table, write_outputs
+        from chatflow.analysis.summary_file import thresholds_of
 
         print(statistics_table(analysis))
-        written = write_outputs(analysis, directory, writer.path.stem, run=run_figures(result))
+        written = write_outputs(analysis, directory, writer.path.stem, run=report_figures(figures),
+                                thresholds=thresholds_of([verdict_figures(v) for v in verdicts]))
     except (AnalysisError, OSError) as exc:
         print(f"Warning: no analysis of the metrics: {exc}")
         return

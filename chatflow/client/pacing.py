@@ -130,6 +130,7 @@ class PacedSender(MessageSender):
             stats = self.stats
             response_us, service_us = response_ns // 1000, int(latency_ms * 1000)
             stats.response_counts[bucket_of(response_us)] += 1
+            stats.response_sum_us += response_us
             stats.service_counts[bucket_of(service_us)] += 1
             if response_us > stats.response_max_us:
                 stats.response_max_us = response_us

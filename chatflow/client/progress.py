@@ -53,9 +53,9 @@ class ProgressSnapshot:
     #: it starts); None in the closed loop.
     rate: float | None = None
     schedule_s: float | None = None
+    at: float = field(default_factory=time.monotonic)
     #: The open loop's schedule over time (a ramp's stages); None in the closed loop.
     profile: RateProfile | None = None
-    at: float = field(default_factory=time.monotonic)
 
 
 Sample = Callable[[], ProgressSnapshot]

@@ -43,6 +43,8 @@ class SenderStats:
     #: time, and the largest lag in µs. Empty in the closed loop.
     response_counts: list[int] = field(default_factory=list)
     response_max_us: int = 0
+    #: The response times in all, µs: their mean (summary.json, ``--threshold mean``).
+    response_sum_us: int = 0
     service_counts: list[int] = field(default_factory=list)
     service_max_us: int = 0
     behind: int = 0

@@ -1,11 +1,14 @@
 """The load test run from a test: in a background thread while the test acts on the
-world, and what a run printed, read back."""
+world, and what a run printed and wrote (its summary.json), read back."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import threading
+from pathlib import Path
+from typing import Any
 
 from chatflow.client.results import RunResult
 from chatflow.client.run import LoadTest
@@ -44,6 +47,19 @@ def figure(output: str, label: str) -> int:
     match = re.search(rf"^{re.escape(label)}\s+([\d,]+)", output, re.MULTILINE)
     assert match, f"no {label!r} line in:\n{output}"
     return int(match[1].replace(",", ""))
+
+
+def line_after(output: str, label: str) -> str:
+    """The rest of the summary line that starts with ``label`` (its value column)."""
+    match = re.search(rf"^{re.escape(label)}\s+(.*)$", output, re.MULTILINE)
+    assert match, f"no {label!r} line in:\n{output}"
+    return match[1]
+
+
+def summary_json(directory: Path) -> dict[str, Any]:
+    """The one run's summary.json in ``directory``, parsed."""
+    [path] = Path(directory).glob("*.summary.json")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def assert_no_traceback(result: subprocess.CompletedProcess[str] | str) -> None:
