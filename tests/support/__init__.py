@@ -15,6 +15,7 @@
 - ``comparison_data``: a plausible comparison.json for the report's tests;
 - ``browser``: a headless Chromium through Selenium, and when its tests skip or fail.
 - ``compare_runs``: ``chatflow-compare`` with ChatFlow standing in as the other implementation.
+- ``systemd``: the deployment's unit and settings file read as systemd reads them.
 
 Nothing here imports pytest, so that the benchmarks can use it without the test extras.
 """
