@@ -16,6 +16,7 @@
 - ``browser``: a headless Chromium through Selenium, and when its tests skip or fail.
 - ``compare_runs``: ``chatflow-compare`` with ChatFlow standing in as the other implementation.
 - ``terminal``: a command on a terminal of its own (a detached tmux session), its screen read back.
+- ``systemd``: the deployment's unit and settings file read as systemd reads them.
 
 Nothing here imports pytest, so that the benchmarks can use it without the test extras.
 """
