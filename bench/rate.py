@@ -237,12 +237,13 @@ def page(report: dict) -> list[str]:
     cost = doc.table(*_markdown(_rows(report)[1:len(report["summary"]["cost"]) + 2]), "r" * 6)
     lines += cost + [""]
     lines += ["## The schedule kept, and stalled replies", "",
-              f"**schedule**: `--rate {sched['rate']} --duration {sched['seconds']}`, {OPEN_SENDERS} senders. "
+              f"**schedule**: `--rate {sched['rate']} --duration {sched['seconds']}`, {SENDERS} senders. "
               f"**stalls**: `--rate {stalls['rate']} --duration {stalls['seconds']} --threads {STALL_SENDERS}` "
               f"through a proxy that holds the server's replies for {stalls['length_s']:g} s every "
               f"{stalls['every_s']:g} s (each sender's message in flight at a stall takes it in its service "
-              f"time too: with {STALL_SENDERS} senders under 1 % of the messages). Behind: the messages sent more "
-              "than 1 ms after their intended time. Response time runs from the intended send time, service time "
+              f"time too: with {STALL_SENDERS} senders under 1 % of the messages; the last stall holds the "
+              "last replies, so the rate achieved, up to the last reply, is below the rate asked). Behind: the "
+              "messages sent more than 1 ms after their intended time. Response time runs from the intended send time, service time "
               "from the actual send; the client's percentiles are within 1/16 "
               "([latency histograms](../client.md#latency-histograms)).", ""]
     lines += doc.table(*_markdown(_latency_rows(report)), "lrrrrrr") + [""]
