@@ -203,6 +203,11 @@ class Server:
     def problem(self) -> dict[str, object] | None:
         return problem_of(self.websocket, self.bus)
 
+    def health(self, config: ServerConfig) -> HealthCheckServer:
+        """The health endpoint of ``config`` over these parts: ``/health`` and ``/metrics``."""
+        return HealthCheckServer(host=config.host, port=config.health_port, idle_timeout=config.health_idle_timeout,
+                                 details=self.details, problem=self.problem, metrics=scraper(self.registry))
+
 
 def assemble(config: ServerConfig, reuse_port: bool = False) -> Server:
     """The chat (or echo) handler, its WebSocketServer (counting unless ``--no-metrics``),
@@ -247,9 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         from chatflow.server.workers import supervise
         return supervise(config)
     server = assemble(config)
-    websocket, bus = server.websocket, server.bus
-    health = HealthCheckServer(host=config.host, port=config.health_port, idle_timeout=config.health_idle_timeout,
-                               details=server.details, problem=server.problem, metrics=scraper(server.registry))
+    websocket, bus, health = server.websocket, server.bus, server.health(config)
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -66,6 +66,8 @@ BUS_KINDS = {"published": "published", "received": "received", "not_crossed": "n
 
 #: ``HANDLER_SECONDS``'s upper bounds: a valid chat message takes some 10-20 µs.
 HANDLER_BUCKETS = (5e-6, 1e-5, 1.5e-5, 2e-5, 3e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3, 2e-2, 1e-1)
+#: One message in 2 ** this, on average, has its handler time taken (``TransportStats``).
+HANDLER_SAMPLE_BITS = 4
 #: ``MESSAGES_PER_WAKEUP``'s: up to the loop's batch (1,024) and beyond.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -103,7 +105,7 @@ class ChatStats:
 def transport_stats() -> TransportStats:
     """The transport's counts, with this module's histogram bounds."""
     return TransportStats(handler_bounds_ns=[round(bound * 1e9) for bound in HANDLER_BUCKETS],
-                          batch_bounds=BATCH_BUCKETS)
+                          batch_bounds=BATCH_BUCKETS, sample_bits=HANDLER_SAMPLE_BITS)
 
 
 def histogram(name: str, documentation: str, bounds: Iterable[float], buckets: list[int],
@@ -168,7 +170,8 @@ def transport_families(stats: TransportStats) -> Iterator[Metric]:
                               value=stats.bytes_in)
     yield CounterMetricFamily(SENT_BYTES, "Bytes written to WebSocket sockets (handshakes and framing included).",
                               value=stats.bytes_out)
-    yield histogram(HANDLER_SECONDS, "The handler's time for one whole message (validation, reply, fan-out).",
+    yield histogram(HANDLER_SECONDS, "The handler's time for one whole message (validation, reply, fan-out), "
+                    f"of a random sample of one message in {2 ** HANDLER_SAMPLE_BITS}.",
                     HANDLER_BUCKETS, list(stats.handler_buckets), stats.handler_ns / 1e9)
     yield CounterMetricFamily(WAKEUPS, "Wake-ups of the selector thread, idle ones included.", value=stats.wakeups)
     batches = list(stats.batch_buckets)

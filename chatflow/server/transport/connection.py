@@ -325,10 +325,15 @@ class Connection:
         stats = self._stats
         if stats is None:
             self._call(callback, message)
+            return
+        stats.messages += 1
+        stats.until_timed -= 1
+        if stats.until_timed:
+            self._call(callback, message)
         else:
             started = perf_counter_ns()
             self._call(callback, message)
-            stats.handled(perf_counter_ns() - started)
+            stats.timed(perf_counter_ns() - started)
 
     def _call(self, callback: Callable, *args: object) -> None:
         """Run a handler callback; a failing handler costs its own connection only."""

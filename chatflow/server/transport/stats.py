@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
+from random import getrandbits
 
 from websockets.frames import CloseCode
 from websockets.protocol import Protocol
@@ -22,14 +23,22 @@ class TransportStats:
 
     ``handler_bounds_ns`` and ``batch_bounds`` are the histograms' upper bounds (inclusive,
     ascending); each bucket list has one more entry, for what is above the last bound.
+    The handler is timed on a sample of the messages, one in ``2 ** sample_bits`` on
+    average: two clock reads and a histogram entry for every message would cost as much
+    as all the other counts together (docs/metrics.md). The gap to the next timed message
+    is drawn at random, so that the sample cannot lock onto a round of the connections.
     """
 
-    __slots__ = ("handler_bounds_ns", "batch_bounds", "opened", "closed", "refused", "bytes_in", "bytes_out",
-                 "messages", "replies", "handler_ns", "handler_buckets", "wakeups", "batch_buckets")
+    __slots__ = ("handler_bounds_ns", "batch_bounds", "sample_bits", "until_timed", "opened", "closed", "refused",
+                 "bytes_in", "bytes_out", "messages", "replies", "handler_ns", "handler_buckets", "wakeups",
+                 "batch_buckets")
 
-    def __init__(self, *, handler_bounds_ns: Sequence[int], batch_bounds: Sequence[int]) -> None:
+    def __init__(self, *, handler_bounds_ns: Sequence[int], batch_bounds: Sequence[int], sample_bits: int) -> None:
         self.handler_bounds_ns = tuple(handler_bounds_ns)
         self.batch_bounds = tuple(batch_bounds)
+        self.sample_bits = sample_bits
+        #: Messages to go until the next one timed; the first one is.
+        self.until_timed = 1
         #: Handshakes accepted; connections closed, by close code; handshakes refused, by HTTP status.
         self.opened = 0
         self.closed: dict[int, int] = {}
@@ -40,18 +49,19 @@ class TransportStats:
         #: Whole messages handed to the handler; frames the handler sent on their own connection.
         self.messages = 0
         self.replies = 0
-        #: The handler's time per message: the total, and the histogram's buckets.
+        #: The handler's time per timed message: the total, and the histogram's buckets.
         self.handler_ns = 0
         self.handler_buckets = [0] * (len(self.handler_bounds_ns) + 1)
         #: Every wake-up of the selector; the messages of each that handled any, as a histogram.
         self.wakeups = 0
         self.batch_buckets = [0] * (len(self.batch_bounds) + 1)
 
-    def handled(self, elapsed_ns: int) -> None:
-        """One message through the handler in ``elapsed_ns``."""
-        self.messages += 1
+    def timed(self, elapsed_ns: int) -> None:
+        """The message of the sample went through the handler in ``elapsed_ns``; draw the
+        next (1 to ``2 ** (sample_bits + 1)`` messages on)."""
         self.handler_ns += elapsed_ns
         self.handler_buckets[bisect_left(self.handler_bounds_ns, elapsed_ns)] += 1
+        self.until_timed = getrandbits(self.sample_bits + 1) + 1
 
     def woke(self, messages: int) -> None:
         """One wake-up of the selector, which handled ``messages``."""
