@@ -20,7 +20,7 @@ JSON (``--doc PAGE`` writes any run's page there). Why the counts are built as t
 docs/metrics.md.
 
     python -m bench.metrics [--rounds 10] [--messages 200000] [--connections 64] [--doc PAGE]
-    python -m bench.metrics --rounds 1 --messages 20000 --scrapes 5     # a smoke run: no page
+    python -m bench.metrics --rounds 1 --messages 20000 --block-rounds 30 --scrapes 5   # a smoke run: no page
     python -m bench.metrics --from-results FILE.json                    # the page again
 """
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import statistics
 import sys
@@ -58,13 +59,17 @@ PAGE = doc.MEASUREMENTS / "metrics.md"
 SAVED = doc.MEASUREMENTS / "metrics.json"
 ROUNDS = 10
 SCRAPES = 50
-#: The one-thread A/B: pairs of blocks (one of each variant), passes a block, connections a pass.
-PAIRS = 1500
+#: The one-thread A/B: rounds of a block of each variant, passes a block, connections a pass.
+BLOCK_ROUNDS = 1500
 PASSES = 5
 DRIVEN_CONNECTIONS = 64
 #: The budget of issue #17: counting may add this much to the server's CPU per message.
 BUDGET_PERCENT = 3.0
 VARIANTS = {"on": ServerUnderTest("metrics on"), "off": ServerUnderTest("--no-metrics", options=("--no-metrics",))}
+#: The one-thread A/B's variants: the server's, the server's with every message timed (the
+#: design the sample replaced), none; each a TransportStats' sample_bits, or None.
+DRIVEN = {"on": ("metrics on", metrics.HANDLER_SAMPLE_BITS), "every": ("metrics on, every message timed", 0),
+          "off": ("--no-metrics", None)}
 #: The figures of an A/B run shown and summarised (server_bench's keys), with their labels and digits.
 SHOWN = (("server_cpu_us_per_message", "server µs/msg", 2), ("server_user_cpu_us_per_message", "user µs/msg", 2),
          ("server_system_cpu_us_per_message", "system µs/msg", 2), ("messages_per_second", "msg/s", 0))
@@ -77,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="measured messages per run (default %(default)s)")
     parser.add_argument("--warmup", type=whole_number(1), default=defaults.WARMUP, help="(default %(default)s)")
     parser.add_argument("--connections", type=whole_number(1), default=64, help="(default %(default)s)")
-    parser.add_argument("--pairs", type=whole_number(2), default=PAIRS,
-                        help="one-thread A/B: pairs of blocks, one of each variant (default %(default)s)")
+    parser.add_argument("--block-rounds", type=whole_number(2), default=BLOCK_ROUNDS,
+                        help="one-thread A/B: rounds of a block of each variant (default %(default)s)")
     parser.add_argument("--passes", type=whole_number(1), default=PASSES,
                         help=f"one-thread A/B: passes over its {DRIVEN_CONNECTIONS} connections a block "
                              "(default %(default)s)")
@@ -161,24 +166,26 @@ def _drain(sock: socket.socket) -> bytes:
     return bytes(data)
 
 
-def driven_runs(pairs: int, passes: int, connections: int) -> dict[str, list[float]]:
-    """``pairs`` short blocks of each variant, on-off then off-on, alternately: each
-    block's µs of CPU per message, by variant, in the order run (``on[i]`` and ``off[i]``
-    ran back to back)."""
-    variants = {"on": Driven(connections, metrics.transport_stats()), "off": Driven(connections, None)}
+def driven_runs(rounds: int, passes: int, connections: int) -> dict[str, list[float]]:
+    """``rounds`` short blocks of each variant of ``DRIVEN``, back to back, in each of their
+    orders by turns: each block's µs of CPU per message, by variant (the ``i``-th of each
+    ran in the same round)."""
+    variants = {name: Driven(connections, None if bits is None else metrics.transport_stats(bits))
+                for name, (_, bits) in DRIVEN.items()}
+    orders = list(itertools.permutations(variants))
     warmup = 10 * passes
     try:
-        for variant in variants.values():  # warm both up: caches, allocator, branch history
+        for variant in variants.values():  # warm each up: caches, allocator, branch history
             variant.block(warmup)
-        spent: dict[str, list[float]] = {"on": [], "off": []}
-        for index in range(pairs):
-            for variant in ("on", "off") if index % 2 == 0 else ("off", "on"):
-                seconds = variants[variant].block(passes)
-                spent[variant].append(round(seconds / (passes * connections) * 1e6, 3))
-        counted = variants["on"].stats.messages
-        expected = (warmup + pairs * passes) * connections
-        if counted != expected:
-            raise BenchError(f"the counting variant counted {counted:,} messages of {expected:,}")
+        spent: dict[str, list[float]] = {name: [] for name in variants}
+        for index in range(rounds):
+            for name in orders[index % len(orders)]:
+                seconds = variants[name].block(passes)
+                spent[name].append(round(seconds / (passes * connections) * 1e6, 3))
+        expected = (warmup + rounds * passes) * connections
+        for name, variant in variants.items():
+            if variant.stats is not None and variant.stats.messages != expected:
+                raise BenchError(f"variant {name} counted {variant.stats.messages:,} messages of {expected:,}")
         return spent
     finally:
         for variant in variants.values():
@@ -212,15 +219,20 @@ def paired(on: list[float], off: list[float]) -> dict:
     of on − off, in µs and as a share of off, the figure a noisy minute moves least (it
     moves both of a pair); the medians' and the fastest's difference (other work on the
     machine only ever adds CPU, so each variant's fastest is the least disturbed); and the
-    quartiles of the pairs' differences, which say how well the sitting resolved it."""
+    quartiles of the pairs' differences and the 95 % bound of their median (its standard
+    error from the quartiles' σ: 1.253 σ / √n), which say how well the sitting resolved it."""
     differences = [a - b for a, b in zip(on, off)]
     percents = [(a - b) / b * 100 for a, b in zip(on, off)]
     quartiles = statistics.quantiles(percents, n=4) if len(percents) > 1 else [percents[0]] * 3
+    sigma = (quartiles[2] - quartiles[0]) / 1.349
+    bound = 1.96 * 1.253 * sigma / len(percents) ** 0.5
+    bound_us = bound / 100 * statistics.median(off)
     return {"on_us": statistics.median(on), "off_us": statistics.median(off), "pairs": len(differences),
             "paired_us": statistics.median(differences), "paired_percent": statistics.median(percents),
             "medians_percent": (statistics.median(on) - statistics.median(off)) / statistics.median(off) * 100,
             "fastest_percent": (min(on) - min(off)) / min(off) * 100,
-            "quartiles_percent": [quartiles[0], quartiles[2]], "budget_percent": BUDGET_PERCENT}
+            "quartiles_percent": [quartiles[0], quartiles[2]], "bound_percent": bound, "bound_us": bound_us,
+            "budget_percent": BUDGET_PERCENT}
 
 
 def scrape_cost(scrapes: int, *options: str) -> dict:
@@ -253,7 +265,7 @@ def summary_rows(runs: list[dict]) -> list[list[str]]:
 
 
 def driven_rows(spent: dict[str, list[float]]) -> list[list[str]]:
-    return [[VARIANTS[variant].label, results.format_spread(
+    return [[DRIVEN[variant][0], results.format_spread(
         {"median": statistics.median(values), "min": min(values), "max": max(values)}, 2)]
         for variant, values in spent.items()]
 
@@ -273,23 +285,32 @@ def load(runs: list[dict]) -> str:
 
 
 def verdict(cost: dict, whole_server_us: float | None = None) -> str:
-    """The cost in one paragraph; ``whole_server_us``: the share is also given of a whole
-    server's CPU per message without counting (the budget's base)."""
+    """The cost in one paragraph, and whether the sitting shows it within the budget, over
+    it, or cannot tell (the 95 % bound of the median reaches across the budget);
+    ``whole_server_us``: measured against a whole server's CPU per message without
+    counting (the budget's base), not the figure's own."""
     low, high = cost["quartiles_percent"]
-    text = (f"Counting costs {cost['paired_us']:+.2f} µs per message, {cost['paired_percent']:+.1f} % of the CPU "
-            f"without it (the median of {cost['pairs']} pairs' on − off; half of the pairs between {low:+.1f} and "
+    text = (f"Counting costs {cost['paired_us']:+.2f} ± {cost['bound_us']:.2f} µs per message, "
+            f"{cost['paired_percent']:+.1f} ± {cost['bound_percent']:.1f} % of the CPU without it (the median of "
+            f"{cost['pairs']:,} pairs' on − off and its 95 % bound; half of the pairs between {low:+.1f} and "
             f"{high:+.1f} %; the medians' difference {cost['medians_percent']:+.1f} %, the fastest's "
             f"{cost['fastest_percent']:+.1f} %).")
-    share = cost["paired_percent"]
+    share, bound = cost["paired_percent"], cost["bound_percent"]
     if whole_server_us is not None:
-        share = cost["paired_us"] / whole_server_us * 100
-        text += f" Of a whole server's {whole_server_us:.2f} µs per message without counting: {share:+.1f} %."
-    within = "within" if share < cost["budget_percent"] else "over"
-    return text + f" That is {within} the {cost['budget_percent']:g} % budget."
+        share, bound = cost["paired_us"] / whole_server_us * 100, cost["bound_us"] / whole_server_us * 100
+        text += (f" Of a whole server's {whole_server_us:.2f} µs per message without counting (below): "
+                 f"{share:+.1f} ± {bound:.1f} %.")
+    budget = cost["budget_percent"]
+    if share + bound < budget:
+        return text + f" Within the {budget:g} % budget."
+    if share - bound > budget:
+        return text + f" Over the {budget:g} % budget."
+    return text + f" Whether that is within the {budget:g} % budget, this figure cannot tell."
 
 
-def driven_cost(report: dict) -> dict:
-    return paired(report["driven"]["on"], report["driven"]["off"])
+def driven_cost(report: dict, variant: str = "on") -> dict:
+    """What ``variant`` of the one-thread A/B costs over ``--no-metrics``."""
+    return paired(report["driven"][variant], report["driven"]["off"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,25 +320,29 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = datetime.datetime.now().isoformat(timespec="seconds")
     try:
-        driven = driven_runs(args.pairs, args.passes, DRIVEN_CONNECTIONS)
+        driven = driven_runs(args.block_rounds, args.passes, DRIVEN_CONNECTIONS)
         print(f"one thread: {verdict(paired(driven['on'], driven['off']))}", file=sys.stderr, flush=True)
+        print(f"one thread, every message timed: {verdict(paired(driven['every'], driven['off']))}",
+              file=sys.stderr, flush=True)
         runs = ab_runs(args)
         scraped = [scrape_cost(args.scrapes), scrape_cost(args.scrapes, "--workers", "2")]
     except BenchError as exc:
         print(f"{COMMAND}: error: {exc}", file=sys.stderr)
         return 1
     report = {"command": COMMAND, "created": started, "rounds": args.rounds, "messages": args.messages,
-              "warmup": args.warmup, "connections": args.connections, "pairs": args.pairs, "passes": args.passes,
+              "warmup": args.warmup, "connections": args.connections, "block_rounds": args.block_rounds,
+              "passes": args.passes,
               "driven_connections": DRIVEN_CONNECTIONS, "scrapes": args.scrapes, "driven": driven, "runs": runs,
               "scrape": scraped, "environment": results.environment()}
     whole = difference(runs)
     print("\n".join(["", *doc.text_table([["one thread", "µs/msg"], *driven_rows(driven)]), "",
                      verdict(driven_cost(report), whole["off_us"]), "",
+                     "Every message timed: " + verdict(driven_cost(report, "every"), whole["off_us"]), "",
                      *doc.text_table([["whole servers", *(label for _, label, _ in SHOWN)], *summary_rows(runs)]),
                      "", verdict(whole), "", *doc.text_table([SCRAPE_HEAD, *scrape_rows(scraped)])]))
     print(f"\nSaved {results.write_results(report, results.RESULTS_DIR, 'metrics')}")
-    default_run = ((args.rounds, args.messages, args.connections, args.pairs, args.passes)
-                   == (ROUNDS, defaults.MESSAGES, 64, PAIRS, PASSES))
+    default_run = ((args.rounds, args.messages, args.connections, args.block_rounds, args.passes)
+                   == (ROUNDS, defaults.MESSAGES, 64, BLOCK_ROUNDS, PASSES))
     if args.doc is not None or default_run:
         publish(report, args.doc or PAGE)
     return 0
@@ -339,12 +364,16 @@ def page(report: dict) -> list[str]:
               "driven as the selector loop's three passes drive them (each connection read, each message handled, "
               "each reply sent; one 160-byte chat message per connection a pass); this thread's CPU "
               "(`time.thread_time`) over the passes only, the client's sends and reads left out. "
-              f"{report['pairs']:,} pairs of blocks of {report['passes']} passes, on then off or off then on, "
-              "alternately, so that a slow minute of the machine falls on both of a pair; the counting variant's "
-              "count of messages checked against those sent. Not in it: the selector's `select()`, and what the "
-              "machine's load does to a wake-up's batch. Medians of the blocks, min–max in brackets.", ""]
+              f"{report['block_rounds']:,} rounds of a block of {report['passes']} passes of each variant, back to "
+              "back, "
+              "in each of their orders by turns, so that a slow minute of the machine falls on all of a round; "
+              "each counting variant's count of messages checked against those sent. Beside the server's variant, "
+              "the design it replaced: the handler timed on every message, not on a sample. Not in it: the "
+              "selector's `select()`, and what the machine's load does to a wake-up's batch. Medians of the "
+              "blocks, min–max in brackets.", ""]
     lines += doc.table(["", "CPU µs/msg"], driven_rows(report["driven"]), "lr")
-    lines += ["", verdict(driven_cost(report), whole["off_us"]), ""]
+    lines += ["", "The server's: " + verdict(driven_cost(report), whole["off_us"]), "",
+              "Every message timed: " + verdict(driven_cost(report, "every"), whole["off_us"]), ""]
     lines += ["## Whole servers", "",
               f"The server's CPU per message with the counts on (the default) and off (`--no-metrics`), "
               f"{report['rounds']} rounds, each on then off or off then on; each run `bench.server_bench`'s: a fresh "

@@ -51,8 +51,8 @@ def queries(dashboard: dict) -> list[str]:
 
 
 def test_metric_names_reads_promql() -> None:
-    assert metric_names('histogram_quantile(0.99, sum by (le) (rate(a_bucket{job=~"$job",x!="y"}[$__rate_interval])))') \
-        == {"a_bucket"}
+    quantile = 'histogram_quantile(0.99, sum by (le) (rate(a_bucket{job=~"$job",x!="y"}[$__rate_interval])))'
+    assert metric_names(quantile) == {"a_bucket"}
     assert metric_names("sum(rate(a_total[5m])) / sum without (worker) (b)") == {"a_total", "b"}
     assert metric_names("label_values(up_metric, job)") == {"up_metric"}
 

@@ -102,10 +102,11 @@ class ChatStats:
         return self.invalid + self.bad_json + self.binary
 
 
-def transport_stats() -> TransportStats:
-    """The transport's counts, with this module's histogram bounds."""
+def transport_stats(sample_bits: int = HANDLER_SAMPLE_BITS) -> TransportStats:
+    """The transport's counts, with this module's histogram bounds (``sample_bits``: other
+    than the server's sample, for the benchmark of what it saves)."""
     return TransportStats(handler_bounds_ns=[round(bound * 1e9) for bound in HANDLER_BUCKETS],
-                          batch_bounds=BATCH_BUCKETS, sample_bits=HANDLER_SAMPLE_BITS)
+                          batch_bounds=BATCH_BUCKETS, sample_bits=sample_bits)
 
 
 def histogram(name: str, documentation: str, bounds: Iterable[float], buckets: list[int],
@@ -171,7 +172,7 @@ def transport_families(stats: TransportStats) -> Iterator[Metric]:
     yield CounterMetricFamily(SENT_BYTES, "Bytes written to WebSocket sockets (handshakes and framing included).",
                               value=stats.bytes_out)
     yield histogram(HANDLER_SECONDS, "The handler's time for one whole message (validation, reply, fan-out), "
-                    f"of a random sample of one message in {2 ** HANDLER_SAMPLE_BITS}.",
+                    f"of a random sample of about one message in {2 ** HANDLER_SAMPLE_BITS}.",
                     HANDLER_BUCKETS, list(stats.handler_buckets), stats.handler_ns / 1e9)
     yield CounterMetricFamily(WAKEUPS, "Wake-ups of the selector thread, idle ones included.", value=stats.wakeups)
     batches = list(stats.batch_buckets)

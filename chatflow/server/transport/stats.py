@@ -23,8 +23,8 @@ class TransportStats:
 
     ``handler_bounds_ns`` and ``batch_bounds`` are the histograms' upper bounds (inclusive,
     ascending); each bucket list has one more entry, for what is above the last bound.
-    The handler is timed on a sample of the messages, one in ``2 ** sample_bits`` on
-    average: two clock reads and a histogram entry for every message would cost as much
+    The handler is timed on a sample of the messages, about one in ``2 ** sample_bits``
+    (0: every one): two clock reads and a histogram entry for every message would cost as much
     as all the other counts together (docs/metrics.md). The gap to the next timed message
     is drawn at random, so that the sample cannot lock onto a round of the connections.
     """
@@ -58,10 +58,10 @@ class TransportStats:
 
     def timed(self, elapsed_ns: int) -> None:
         """The message of the sample went through the handler in ``elapsed_ns``; draw the
-        next (1 to ``2 ** (sample_bits + 1)`` messages on)."""
+        next (1 to ``2 ** (sample_bits + 1)`` messages on; with ``sample_bits`` 0, the next)."""
         self.handler_ns += elapsed_ns
         self.handler_buckets[bisect_left(self.handler_bounds_ns, elapsed_ns)] += 1
-        self.until_timed = getrandbits(self.sample_bits + 1) + 1
+        self.until_timed = getrandbits(self.sample_bits + 1) + 1 if self.sample_bits else 1
 
     def woke(self, messages: int) -> None:
         """One wake-up of the selector, which handled ``messages``."""
