@@ -8,6 +8,7 @@ these helpers, so that each says which command wrote it and no page is edited by
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -72,6 +73,14 @@ def write_page(path: Path, lines: Sequence[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).rstrip("\n") + "\n")
     return path
+
+
+def publish(lines: Sequence[str], path: Path, report: dict, default_page: Path, saved: Path) -> None:
+    """A benchmark's page at ``path``; when that is its ``default_page``, the ``report`` it
+    is rendered from beside it (``saved``), so that ``--from-results`` can write it again."""
+    if path == default_page:
+        saved.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {shown(write_page(path, lines))}")
 
 
 def shown(path: Path) -> str:

@@ -63,14 +63,18 @@ class ServerUnderTest:
     label: str
     #: A command line, ``{port}`` standing for a free port; None: our run_server.py.
     command: str | None = None
+    #: More options for our run_server.py (``--no-metrics``).
+    options: tuple[str, ...] = ()
 
 
-def server_command(command_template: str | None, echo: bool) -> tuple[list[str], int | None]:
+def server_command(command_template: str | None, echo: bool,
+                   options: tuple[str, ...] = ()) -> tuple[list[str], int | None]:
     """The command to run and its port when known: our server by default (port 0, the port
-    read from its log line), else the template (``{port}`` in it: a free port)."""
+    read from its log line; ``options`` added), else the template (``{port}`` in it: a free port)."""
     if command_template is None:
         # INFO: the port line is logged at INFO; nothing per message is.
-        return local_server_command("--log-level", "INFO", *(["--echo"] if echo else []), script="run_server.py"), None
+        return local_server_command("--log-level", "INFO", *(["--echo"] if echo else []), *options,
+                                    script="run_server.py"), None
     if "{port}" in command_template:
         port = free_port()
         return shlex.split(command_template.replace("{port}", str(port))), port
@@ -233,7 +237,7 @@ def run_workers(threads: list[threading.Thread], workers: list, timeout: float, 
 def run_once(args: argparse.Namespace, under_test: ServerUnderTest, connections: int) -> dict:
     """One server process, one load: the figures of the measured window."""
     load_before = os.getloadavg()[0]
-    with server_running(*server_command(under_test.command, args.echo)) as (server, port):
+    with server_running(*server_command(under_test.command, args.echo, under_test.options)) as (server, port):
         window = Window()
         ready, done = window.barriers(server, connections)
         warmups = [max(1, share) for share in split(args.warmup, connections)]

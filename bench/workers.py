@@ -97,10 +97,7 @@ def format_table(summary: list[dict]) -> str:
 
 
 def publish(report: dict, page_path: Path) -> None:
-    """The page, and beside the default page the JSON it is rendered from."""
-    if page_path == PAGE:
-        SAVED.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {doc.shown(doc.write_page(page_path, page(report)))}")
+    doc.publish(page(report), page_path, report, PAGE, SAVED)
 
 
 def page(report: dict) -> list[str]:

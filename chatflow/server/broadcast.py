@@ -18,7 +18,7 @@ from chatflow import wire
 from chatflow.models import ordered_message_id, unordered_message_id
 from chatflow.server.bus import Crossing, RedisBus
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
-from chatflow.server.message_handler import accept_text
+from chatflow.server.metrics import ChatStats
 from chatflow.server.transport import Connection
 
 log = logging.getLogger("chatflow.server.broadcast")
@@ -32,8 +32,9 @@ class BroadcastChat(ChatWebSocketServer):
     every other instance (``on_bus``). All of it runs on the selector thread.
     """
 
-    def __init__(self, *, max_rooms: int, instance_id: str, member_backlog: int) -> None:
-        super().__init__(max_rooms=max_rooms)
+    def __init__(self, *, max_rooms: int, instance_id: str, member_backlog: int,
+                 stats: ChatStats | None = None) -> None:
+        super().__init__(max_rooms=max_rooms, stats=stats)
         self.instance_id = instance_id
         self.member_backlog = member_backlog
         self._sequences: dict[int, int] = {}
@@ -67,12 +68,9 @@ class BroadcastChat(ChatWebSocketServer):
             del self._by_number[number]
 
     def on_text(self, conn: Connection, text: str) -> None:
-        accepted = accept_text(text)
-        if accepted.__class__ is bytes:  # an error reply: the message goes nowhere
-            conn.send_text(accepted)
+        reply = self.answer(conn, text)
+        if reply is None:  # an error reply: the message goes nowhere
             return
-        reply = wire.encode_chat_response(accepted)
-        conn.send_text(reply)
         room = conn.context
         if room is None:  # a refused path, closing
             return
@@ -84,6 +82,10 @@ class BroadcastChat(ChatWebSocketServer):
         elif not bus.publish(room, body, self._numbers[conn]):
             self.on_bus_failed()  # what was already on its way goes first
             self._deliver_unordered(room, body, conn)
+
+    def broadcast_counts(self) -> dict[str, int]:
+        """Frames delivered to members, members evicted, messages delivered out of order."""
+        return {"delivered": self.delivered, "evicted": self.evicted, "unordered": self.unordered}
 
     def on_bus(self, crossings: list[Crossing]) -> None:
         """Messages read from the bus, in their rooms' order: to this instance's members."""

@@ -13,7 +13,9 @@ import re
 
 from websockets.frames import CloseCode
 
-from chatflow.server.message_handler import handle_binary, handle_text
+from chatflow import wire
+from chatflow.server.message_handler import Rejection, accept_text, handle_binary
+from chatflow.server.metrics import ChatStats
 from chatflow.server.room_registry import RoomRegistry
 from chatflow.server.transport import Connection
 
@@ -37,11 +39,13 @@ def room_of(path: str, max_rooms: int) -> int | str:
 
 
 class ChatWebSocketServer:
-    """The chat handler: puts each connection in its room, answers each message once."""
+    """The chat handler: puts each connection in its room, answers each message once,
+    and with ``stats`` counts each message's outcome (docs/metrics.md)."""
 
-    def __init__(self, *, max_rooms: int) -> None:
+    def __init__(self, *, max_rooms: int, stats: ChatStats | None = None) -> None:
         self.max_rooms = max_rooms
         self.rooms = RoomRegistry()
+        self.stats = stats
         self._debug = log.isEnabledFor(logging.DEBUG)
 
     def on_open(self, conn: Connection) -> None:
@@ -56,13 +60,34 @@ class ChatWebSocketServer:
         log.debug("%s joined room %d", conn.remote_address, room)
 
     def on_text(self, conn: Connection, text: str) -> None:
-        reply = handle_text(text)
+        self.answer(conn, text)
+
+    def answer(self, conn: Connection, text: str) -> bytes | None:
+        """Send ``text``'s one reply and count its outcome; the success reply's bytes (for
+        a room to fan out), or None when the message was refused."""
+        accepted = accept_text(text)
+        stats = self.stats
+        if accepted.__class__ is Rejection:
+            reply, success = accepted.reply, None
+            if stats is not None:
+                stats.rejected(accepted.fields)
+        else:
+            reply = success = wire.encode_chat_response(accepted)
+            if stats is not None:
+                stats.success += 1
         if self._debug:
             log.debug("room %s: %s -> %s", conn.context, text, reply.decode())
         conn.send_text(reply)
+        return success
 
     def on_binary(self, conn: Connection, data: bytes) -> None:
+        if self.stats is not None:
+            self.stats.binary += 1
         conn.send_text(handle_binary())
+
+    def broadcast_counts(self) -> dict[str, int] | None:
+        """The broadcast mode's counts (``BroadcastChat``); None here, where nothing is broadcast."""
+        return None
 
     def on_close(self, conn: Connection) -> None:
         if conn.context is not None:

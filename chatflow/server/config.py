@@ -78,6 +78,9 @@ class ServerConfig:
     bus: str | None = None
     bus_settings: BusSettings = field(default_factory=BusSettings)
     log_level: str = "INFO"
+    #: Count what the server does and serve it on the health port's ``/metrics``
+    #: (docs/metrics.md); False (``--no-metrics``): count nothing, no ``/metrics``.
+    metrics: bool = True
     limits: ServerLimits = field(default_factory=ServerLimits)
     #: How long shutdown waits for clients to complete the closing handshake.
     shutdown_grace: float = 2.0

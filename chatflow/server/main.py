@@ -11,15 +11,19 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client.registry import CollectorRegistry
 
 from chatflow.arguments import port, redis_url, seconds, whole_number
-from chatflow.server import listening
+from chatflow.server import listening, metrics
 from chatflow.server.broadcast import BroadcastChat
 from chatflow.server.bus import RedisBus
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
 from chatflow.server.config import DEFAULTS, ECHO_LIMITS, MODES, ServerConfig, ServerLimits
 from chatflow.server.echo_handler import EchoHandler
-from chatflow.server.health_check_server import DEGRADED, HealthCheckServer
+from chatflow.server.health_check_server import DEGRADED, UNHEALTHY, HealthCheckServer
 from chatflow.server.transport import Handler, WebSocketServer
 
 log = logging.getLogger("chatflow.server")
@@ -59,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=whole_number(1), default=d.workers, metavar="N",
                         help="server processes sharing the WebSocket port (SO_REUSEPORT), each with its own "
                              "selector thread, one health endpoint for all (default %(default)s: this process)")
+    parser.add_argument("--no-metrics", dest="metrics", action="store_false", default=d.metrics,
+                        help="count nothing and serve no /metrics on the health port (docs/metrics.md)")
     parser.add_argument("--echo", action="store_true",
                         help="echo every message back unchanged instead of chat, on every path, "
                              "with limits that admit 16 MiB messages: the endpoint a WebSocket "
@@ -97,6 +103,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         DEFAULTS, host=args.host, port=args.port, health_port=args.health_port, max_rooms=args.max_rooms,
         echo=args.echo, log_level=args.log_level, limits=limits_from(args), mode=args.mode,
         instance_id=args.instance_id, member_backlog=args.member_backlog, workers=args.workers, bus=args.bus,
+        metrics=args.metrics,
     )
 
 
@@ -129,11 +136,12 @@ def instance_name(config: ServerConfig) -> str:
 
 
 def chat_handler(config: ServerConfig) -> ChatWebSocketServer:
-    """The chat application of ``config.mode``."""
+    """The chat application of ``config.mode``, counting unless ``--no-metrics``."""
+    stats = metrics.ChatStats() if config.metrics else None
     if config.mode == "broadcast":
         return BroadcastChat(max_rooms=config.max_rooms, instance_id=instance_name(config),
-                             member_backlog=config.member_backlog)
-    return ChatWebSocketServer(max_rooms=config.max_rooms)
+                             member_backlog=config.member_backlog, stats=stats)
+    return ChatWebSocketServer(max_rooms=config.max_rooms, stats=stats)
 
 
 def handler_of(config: ServerConfig) -> tuple[ChatWebSocketServer | None, Handler]:
@@ -160,17 +168,64 @@ def details_of(websocket: WebSocketServer, chat: ChatWebSocketServer | None) -> 
     figures: dict[str, object] = {"connections": websocket.open_connections}
     if chat is not None:
         figures["rooms"] = chat.rooms.occupancy()
-    if isinstance(chat, BroadcastChat):
-        figures["broadcast"] = {"delivered": chat.delivered, "evicted": chat.evicted, "unordered": chat.unordered}
-        if chat.bus is not None:
-            figures["bus"] = chat.bus.status()
+        broadcast = chat.broadcast_counts()
+        if broadcast is not None:
+            figures["broadcast"] = broadcast
+    if isinstance(chat, BroadcastChat) and chat.bus is not None:
+        figures["bus"] = chat.bus.status()
     return figures
 
 
-def problem_of(bus: RedisBus | None) -> dict[str, object] | None:
-    """Redis out of reach: degraded, not down (docs/broadcast.md#when-redis-is-down)."""
+def problem_of(websocket: WebSocketServer, bus: RedisBus | None) -> dict[str, object] | None:
+    """The WebSocket listener or its selector thread gone: unhealthy, it serves no one.
+    Redis out of reach: degraded, not down (docs/broadcast.md#when-redis-is-down)."""
+    failure = websocket.failure
+    if failure is not None:
+        return {"status": UNHEALTHY, "reason": failure}
     reason = None if bus is None else bus.problem()
     return None if reason is None else {"status": DEGRADED, "reason": reason}
+
+
+@dataclass(frozen=True)
+class Server:
+    """One server process's parts, built from its configuration: what ``main`` runs, and
+    each worker of ``--workers``. The caller starts them (``websocket``, then ``bus``)."""
+
+    chat: ChatWebSocketServer | None
+    websocket: WebSocketServer
+    bus: RedisBus | None
+    #: The ``/metrics`` families; None with ``--no-metrics``.
+    registry: CollectorRegistry | None
+
+    def details(self) -> dict[str, object]:
+        return details_of(self.websocket, self.chat)
+
+    def problem(self) -> dict[str, object] | None:
+        return problem_of(self.websocket, self.bus)
+
+    def health(self, config: ServerConfig) -> HealthCheckServer:
+        """The health endpoint of ``config`` over these parts: ``/health`` and ``/metrics``."""
+        return HealthCheckServer(host=config.host, port=config.health_port, idle_timeout=config.health_idle_timeout,
+                                 details=self.details, problem=self.problem, metrics=scraper(self.registry))
+
+
+def assemble(config: ServerConfig, reuse_port: bool = False) -> Server:
+    """The chat (or echo) handler, its WebSocketServer (counting unless ``--no-metrics``),
+    the bus of ``--bus`` and the metrics registry over them."""
+    chat, handler = handler_of(config)
+    websocket = WebSocketServer(handler, host=config.host, port=config.port, limits=config.limits,
+                                shutdown_grace=config.shutdown_grace, reuse_port=reuse_port,
+                                stats=metrics.transport_stats() if config.metrics else None)
+    bus = bus_of(config, chat, websocket)
+    registry = metrics.registry_of(websocket, chat, bus) if config.metrics else None
+    return Server(chat, websocket, bus, registry)
+
+
+def scraper(registry: CollectorRegistry | None) -> Callable[[str | None], tuple[bytes, str]] | None:
+    """The health endpoint's ``/metrics`` over ``registry`` (None: no ``/metrics``)."""
+    if registry is None:
+        return None
+    return lambda accept: metrics.exposition(registry, accept)
 
 
 def endpoint(config: ServerConfig) -> str:
@@ -196,12 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         # Imported here: the workers' module builds each worker's server from this one's functions.
         from chatflow.server.workers import supervise
         return supervise(config)
-    chat, handler = handler_of(config)
-    websocket = WebSocketServer(handler, host=config.host, port=config.port, limits=config.limits,
-                                shutdown_grace=config.shutdown_grace)
-    bus = bus_of(config, chat, websocket)
-    health = HealthCheckServer(host=config.host, port=config.health_port, idle_timeout=config.health_idle_timeout,
-                               details=lambda: details_of(websocket, chat), problem=lambda: problem_of(bus))
+    server = assemble(config)
+    websocket, bus, health = server.websocket, server.bus, server.health(config)
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

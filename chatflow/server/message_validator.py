@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from chatflow.models import ChatMessage, MessageType
 from chatflow.timestamps import parse_instant
@@ -101,6 +102,19 @@ RULES: tuple[FieldRule, ...] = (
 )
 
 
+#: The wire keys of the rules, in the table's order: the kinds of validation error the
+#: server counts (``chatflow.server.metrics``).
+FIELDS: tuple[str, ...] = tuple(rule.key for rule in RULES)
+
+
+class Invalid(NamedTuple):
+    """A message that failed: its errors in the table's order, and the keys of the rules
+    that failed, once each."""
+
+    errors: list[str]
+    fields: tuple[str, ...]
+
+
 class MessageValidator:
     """Turns a decoded JSON object into a ChatMessage, or into the list of its errors.
 
@@ -110,18 +124,26 @@ class MessageValidator:
     rules: tuple[FieldRule, ...] = RULES
 
     def validate(self, fields: Mapping[str, object]) -> ChatMessage | list[str]:
+        result = self.verdict(fields)
+        return result.errors if result.__class__ is Invalid else result
+
+    def verdict(self, fields: Mapping[str, object]) -> ChatMessage | Invalid:
+        """``validate``, with the failed rules named (what the server's metrics count)."""
         values: list[object] = []
         errors: list[str] = []
+        failed: list[str] = []
         for rule in self.rules:
             raw = fields.get(rule.key)
             if raw is None or (rule.blank_is_missing and isinstance(raw, str) and not raw.strip()):
                 errors.append(rule.required)
+                failed.append(rule.key)
                 continue
             value, field_errors = rule.check(raw)
             values.append(value)
             if field_errors:
                 errors.extend(field_errors)
+                failed.append(rule.key)
         if errors:
-            return errors
+            return Invalid(errors, tuple(failed))
         user_id, username, message, timestamp_ms, message_type = values
         return ChatMessage(user_id, username, message, timestamp_ms, message_type)

@@ -5,7 +5,8 @@ binds the same host and port with SO_REUSEPORT: the kernel spreads the connectio
 the workers by a hash of each connection's addresses. This process holds the port (bound,
 never listening, so that with ``--port 0`` every worker binds the one number the kernel
 picked), serves ``/health`` for all of them (asking each for its figures over its pipe),
-logs a worker that exits unasked, and on SIGTERM or SIGINT stops them all within the grace
+and ``/metrics`` (each worker's families, merged under a ``worker`` label), logs a worker
+that exits unasked, and on SIGTERM or SIGINT stops them all within the grace
 (docs/workers.md).
 """
 
@@ -22,19 +23,22 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 from multiprocessing.process import BaseProcess
 
-from chatflow.server import listening
+from chatflow.server import listening, metrics
 from chatflow.server.config import ServerConfig
 from chatflow.server.health_check_server import DEGRADED, UNHEALTHY, HealthCheckServer
-from chatflow.server.main import (PROG, bus_of, cannot_listen, configure_logging, details_of, endpoint, handler_of,
-                                  instance_name, lifecycle_log)
-from chatflow.server.transport import WebSocketServer
+from chatflow.server.main import (PROG, assemble, cannot_listen, configure_logging, endpoint, instance_name,
+                                  lifecycle_log, scraper)
 
 log = logging.getLogger("chatflow.server.workers")
 
 #: Stale answers (to a question that timed out) read past before the one awaited, at most.
 MAX_STALE = 100
+#: What the supervisor asks a worker: its ``/health?verbose`` figures, what is wrong with
+#: it (``main.problem_of``'s answer, None when nothing is), its metric families.
+DETAILS, PROBLEM, METRICS = "details", "problem", "metrics"
 
 
 class WorkerError(Exception):
@@ -81,17 +85,16 @@ def worker_main(config: ServerConfig, index: int, conn: multiprocessing.connecti
     its pipe to the supervisor closes (the supervisor is gone).
 
     Says ``("ready", pid)`` once it listens, or ``("failed", reason)`` and exits 1; then
-    answers each ``("details", n)`` with ``("details", n, figures)``. SIGINT is ignored
-    (it starts blocked, too): a terminal's Ctrl-C is the supervisor's to act on.
+    answers each ``(kind, n)`` with ``(kind, n, answer)``, kind one of ``DETAILS``,
+    ``PROBLEM`` and ``METRICS``. SIGINT is ignored (it starts blocked, too): a terminal's
+    Ctrl-C is the supervisor's to act on.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     configure_logging(config.log_level, tag=f"[w{index}] ")
-    chat, handler = handler_of(config)
-    websocket = WebSocketServer(handler, host=config.host, port=config.port, limits=config.limits,
-                                shutdown_grace=config.shutdown_grace, reuse_port=True)
-    bus = bus_of(config, chat, websocket)
+    server = assemble(config, reuse_port=True)
+    websocket, bus, registry = server.websocket, server.bus, server.registry
     try:
         websocket.start()
     except OSError as exc:
@@ -100,8 +103,10 @@ def worker_main(config: ServerConfig, index: int, conn: multiprocessing.connecti
         sys.exit(1)
     if bus is not None:
         bus.start()
-    threading.Thread(target=_answer, args=(conn, lambda: details_of(websocket, chat), stop),
-                     name="WorkerControl", daemon=True).start()
+    answers: dict[str, Callable[[], object]] = {DETAILS: server.details, PROBLEM: server.problem}
+    if registry is not None:
+        answers[METRICS] = lambda: metrics.families(registry)
+    threading.Thread(target=_answer, args=(conn, answers, stop), name="WorkerControl", daemon=True).start()
     _tell(conn, ("ready", os.getpid()))
     while not stop.wait(3600):
         pass
@@ -117,14 +122,13 @@ def _tell(conn: multiprocessing.connection.Connection, message: tuple) -> None:
         pass  # the supervisor is gone; the control thread stops this worker
 
 
-def _answer(conn: multiprocessing.connection.Connection, details: Callable[[], dict[str, object]],
+def _answer(conn: multiprocessing.connection.Connection, answers: Mapping[str, Callable[[], object]],
             stop: threading.Event) -> None:
     """The supervisor's questions, until its pipe closes: then this worker stops too."""
     while True:
         try:
-            request = conn.recv()
-            if request[0] == "details":
-                conn.send(("details", request[1], details()))
+            kind, number = conn.recv()
+            conn.send((kind, number, answers[kind]() if kind in answers else None))
         except (EOFError, OSError):
             stop.set()
             return
@@ -162,15 +166,15 @@ class _Worker:
                 raise WorkerError(f"worker {self.index} was not listening within {timeout:g} s")
         raise WorkerError(f"worker {self.index} said {MAX_STALE} things, none of them that it listens")
 
-    def ask(self, request: int) -> bool:
-        """Asks for its figures; False if its pipe is closed."""
+    def ask(self, kind: str, request: int) -> bool:
+        """Asks it a question of ``kind``; False if its pipe is closed."""
         try:
-            self.conn.send(("details", request))
+            self.conn.send((kind, request))
             return True
         except OSError:
             return False
 
-    def answer(self, request: int, deadline: float) -> dict[str, object] | None:
+    def answer(self, request: int, deadline: float) -> Any:
         """Its answer to ``request`` (older ones skipped), or None by the deadline."""
         for _ in range(MAX_STALE):
             try:
@@ -179,7 +183,7 @@ class _Worker:
                 message = self.conn.recv()
             except (EOFError, OSError):
                 return None
-            if message[0] == "details" and message[1] == request:
+            if message[1] == request:
                 return message[2]
         return None
 
@@ -237,32 +241,41 @@ class WorkerPool:
         """``/health?verbose``: the totals of the workers' figures, and each worker's. Every
         worker is asked at once; one that has not answered within ``worker_answer_timeout``
         is reported as not answering, and holds the answer up no longer."""
-        answers = self._ask_all()
+        answers = self._ask_all(DETAILS)
         rows = [worker.row(answers.get(worker.index)) for worker in self._workers]
         return {**add_up(figures for figures in answers.values() if figures is not None), "workers": rows}
 
-    def _ask_all(self) -> dict[int, dict[str, object] | None]:
-        """Each live worker's figures (None: no answer in time), asked all at once."""
+    def metrics(self) -> dict[int, list | None]:
+        """``/metrics``: each worker's families by its index, None for one gone or that did
+        not answer within ``worker_answer_timeout``."""
+        answers = self._ask_all(METRICS)
+        return {worker.index: answers.get(worker.index) for worker in self._workers}
+
+    def _ask_all(self, kind: str) -> dict[int, Any]:
+        """Each live worker's answer to a question of ``kind`` (None: no answer in time),
+        asked all at once."""
         with self._asking:
             self._request += 1
-            asked = [worker for worker in self._workers if worker.process.is_alive() and worker.ask(self._request)]
+            asked = [worker for worker in self._workers
+                     if worker.process.is_alive() and worker.ask(kind, self._request)]
             deadline = time.monotonic() + self.config.worker_answer_timeout
             return {worker.index: worker.answer(self._request, deadline) for worker in asked}
 
     def problem(self) -> dict[str, object] | None:
-        """The 503's fields while a worker has exited unasked (which ones), else ``degraded``
-        while a worker's bus is down (which, and why); None otherwise."""
+        """The 503's fields while a worker has exited unasked (``workers_down``) or says
+        its WebSocket listener is gone (``reason``, which and why), else ``degraded`` while
+        a worker's bus is down (which, and why); None otherwise."""
         if self._stopping:
             return None
         down = [{"index": worker.index, "pid": worker.process.pid, "exitcode": worker.process.exitcode}
                 for worker in self._workers if worker.process.exitcode is not None]
-        if down:
-            return {"status": UNHEALTHY, "workers_down": down}
-        if self.config.bus is None:
-            return None
-        reasons = [f"worker {index}: bus {side} {figures['bus'][side]}"
-                   for index, figures in sorted(self._ask_all().items()) if figures is not None
-                   for side in ("publisher", "subscriber") if figures["bus"][side] != "up"]
+        problems = {index: problem for index, problem in sorted(self._ask_all(PROBLEM).items()) if problem}
+        broken = [f"worker {index}: {problem['reason']}" for index, problem in problems.items()
+                  if problem["status"] == UNHEALTHY]
+        if down or broken:
+            return {"status": UNHEALTHY, **({"workers_down": down} if down else {}),
+                    **({"reason": "; ".join(broken)} if broken else {})}
+        reasons = [f"worker {index}: {problem['reason']}" for index, problem in problems.items()]
         return {"status": DEGRADED, "reason": "; ".join(reasons)} if reasons else None
 
     def watch(self, stop: threading.Event, wake: socket.socket) -> None:
@@ -332,8 +345,9 @@ def supervise(config: ServerConfig) -> int:
 
 def _serve(config: ServerConfig, address: tuple[str, int], stop: threading.Event, wake: socket.socket) -> int:
     pool = WorkerPool(config)
+    registry = metrics.workers_registry(pool.metrics) if config.metrics else None
     health = HealthCheckServer(host=config.host, port=config.health_port, idle_timeout=config.health_idle_timeout,
-                               details=pool.details, problem=pool.problem)
+                               details=pool.details, problem=pool.problem, metrics=scraper(registry))
     try:
         pool.start(address[1])
     except WorkerError as exc:

@@ -17,7 +17,7 @@ import socket
 from tests.support.network import LOCALHOST, MAX_READ, RECV_SIZE
 from tests.support.waiting import DEFAULT_TIMEOUT
 
-OPCODE_CONT, OPCODE_TEXT, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG = 0x0, 0x1, 0x8, 0x9, 0xA
+OPCODE_CONT, OPCODE_TEXT, OPCODE_BINARY, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 #: RFC 6455 §1.3's example key, for a request whose key does not matter.
 SAMPLE_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -69,15 +69,17 @@ def check_response(head: bytes, key: str) -> None:
         raise FrameError("wrong Sec-WebSocket-Accept in the handshake response")
 
 
-def handshake(sock: socket.socket, path: str = "/chat/1", key: str | None = None) -> None:
-    """The opening handshake on a connected blocking socket, its response checked.
+def handshake(sock: socket.socket, path: str = "/chat/1", key: str | None = None) -> tuple[bytes, bytes]:
+    """The opening handshake on a connected blocking socket, its response checked; the
+    request sent and the response read (up to its blank line, included).
 
     The response is read byte by byte, so that nothing the server sends after it is
     taken from the socket here.
     """
     key = key or new_key()
     host, port = sock.getpeername()[:2]
-    sock.sendall(handshake_request(path, f"{host}:{port}", key))
+    request = handshake_request(path, f"{host}:{port}", key)
+    sock.sendall(request)
     response = bytearray()
     while not response.endswith(b"\r\n\r\n"):
         byte = sock.recv(1)
@@ -87,6 +89,7 @@ def handshake(sock: socket.socket, path: str = "/chat/1", key: str | None = None
             raise FrameError("handshake response too long")
         response += byte
     check_response(bytes(response[:-4]), key)
+    return request, bytes(response)
 
 
 def handshaken(sock: socket.socket, path: str = "/chat/1") -> socket.socket:

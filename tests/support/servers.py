@@ -1,14 +1,18 @@
 """ChatFlow's server in the test's own process: the transport on a free port, serving
-the chat application (or any handler) for a ``with`` block."""
+the chat application (or any handler) for a ``with`` block; or the whole server as
+``run_server.py`` builds it (``assembled``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
 from chatflow.server.config import DEFAULTS, ServerLimits
+from chatflow.server.health_check_server import HealthCheckServer
+from chatflow.server.main import Server, assemble
 from chatflow.server.transport import Connection, Handler, WebSocketServer
 from tests.support.network import LOCALHOST
 
@@ -69,3 +73,40 @@ class RecordingChatHandler:
 
     def on_close(self, conn: Connection) -> None:
         self.chat.on_close(conn)
+
+
+@dataclass
+class AssembledServer:
+    """A whole server as ``run_server.py`` builds it (``chatflow.server.main.assemble``), in
+    the test's process: WebSocket and health endpoint on free ports."""
+
+    parts: Server
+    health: HealthCheckServer
+
+    @property
+    def url(self) -> str:
+        return f"ws://{LOCALHOST}:{self.parts.websocket.address[1]}"
+
+    @property
+    def port(self) -> int:
+        return self.parts.websocket.address[1]
+
+    @property
+    def health_port(self) -> int:
+        return self.health.address[1]
+
+
+@contextmanager
+def assembled(**config: object) -> Iterator[AssembledServer]:
+    """The server of ``DEFAULTS`` with ``config`` in their place, on 127.0.0.1 and free
+    ports, for the ``with`` body."""
+    settings = dataclasses.replace(DEFAULTS, host=LOCALHOST, port=0, health_port=0, **config)
+    parts = assemble(settings)
+    health = parts.health(settings)
+    parts.websocket.start()
+    try:
+        health.start()
+        yield AssembledServer(parts, health)
+    finally:
+        parts.websocket.stop(grace=1.0)
+        health.stop()

@@ -9,11 +9,13 @@ and hands whole messages to a ``Handler``, where the application (chat, or echo)
 - ``assembler``: fragments → messages, with the UTF-8 check;
 - ``handshake``: the opening handshake's answer (the 503 and 426 policies);
 - ``output``: the unsent bytes and their high-water mark;
+- ``stats``: what the selector thread counts, for the server's metrics;
 - ``handler``: the interface the application implements.
 """
 
 from chatflow.server.transport.connection import Connection
 from chatflow.server.transport.handler import Handler
 from chatflow.server.transport.loop import WebSocketServer
+from chatflow.server.transport.stats import TransportStats
 
-__all__ = ["Connection", "Handler", "WebSocketServer"]
+__all__ = ["Connection", "Handler", "TransportStats", "WebSocketServer"]

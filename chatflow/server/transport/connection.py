@@ -14,6 +14,7 @@ import logging
 import selectors
 import socket
 from collections.abc import Callable
+from time import perf_counter_ns
 
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request
@@ -25,6 +26,7 @@ from chatflow.server.transport.assembler import MessageAssembler
 from chatflow.server.transport.handler import Handler
 from chatflow.server.transport.handshake import handshake_response
 from chatflow.server.transport.output import OutputBuffer
+from chatflow.server.transport.stats import TransportStats, close_code
 
 log = logging.getLogger("chatflow.server")
 protocol_log = logging.getLogger("chatflow.server.protocol")
@@ -74,6 +76,7 @@ class Connection:
         "sock", "fd", "remote_address", "protocol", "path", "context", "opened", "released",
         "output", "assembler", "_handler", "_limits", "_admission", "_watch", "_forget",
         "_interest", "_accepted_at", "_last_received", "_ping_sent_at", "_closing_since", "_touch", "touched",
+        "_stats",
     )
 
     def __init__(
@@ -88,6 +91,7 @@ class Connection:
         watch: Callable[[Connection, int], None],
         forget: Callable[[Connection], None],
         touch: Callable[[Connection], None] | None = None,
+        stats: TransportStats | None = None,
     ) -> None:
         self.sock = sock
         self.fd = sock.fileno()
@@ -115,6 +119,8 @@ class Connection:
         self._last_received = now
         self._ping_sent_at: float | None = None
         self._closing_since: float | None = None
+        #: The server's counts (None: ``--no-metrics``, nothing is counted).
+        self._stats = stats
 
     @property
     def interest(self) -> int:
@@ -127,10 +133,14 @@ class Connection:
         """Queue a text frame; it is written once this wake-up's messages are handled."""
         if self.protocol.state is _OPEN:
             self.protocol.send_text(data.encode() if isinstance(data, str) else data)
+            if self._stats is not None:
+                self._stats.replies += 1
 
     def send_binary(self, data: bytes) -> None:
         if self.protocol.state is _OPEN:
             self.protocol.send_binary(data)
+            if self._stats is not None:
+                self._stats.replies += 1
 
     def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake; the socket closes when the client answers."""
@@ -176,6 +186,8 @@ class Connection:
             size = 0
         protocol = self.protocol
         if size:
+            if self._stats is not None:
+                self._stats.bytes_in += size
             self._last_received = now
             self._ping_sent_at = None
             protocol.receive_data(buffer[:size])
@@ -213,6 +225,8 @@ class Connection:
             except OSError as exc:
                 self._write_failed(exc)
                 return
+            if self._stats is not None:
+                self._stats.bytes_out += sent
             if sent < len(data):
                 output.append(memoryview(data)[sent:], now)
             elif self._interest == _READ and self.protocol.state is _OPEN:
@@ -276,6 +290,8 @@ class Connection:
         self.sock.close()
         if self.opened:
             self._admission.leave()
+            if self._stats is not None:
+                self._stats.close(close_code(self.protocol))
             self._call(self._handler.on_close)
         log.debug("closed %s", self.remote_address)
 
@@ -287,10 +303,14 @@ class Connection:
         protocol.send_response(response)
         if response.status_code != 101:
             log.debug("handshake from %s refused: %d", self.remote_address, response.status_code)
+            if self._stats is not None:
+                self._stats.refuse(response.status_code)
             return
         self.path = request.path
         self.opened = True
         self._admission.admit()
+        if self._stats is not None:
+            self._stats.opened += 1
         self._call(self._handler.on_open)
 
     def _receive_data_frame(self, frame: Frame) -> None:
@@ -301,10 +321,19 @@ class Connection:
             return
         if message is None:
             return
-        if message.__class__ is str:
-            self._call(self._handler.on_text, message)
+        callback = self._handler.on_text if message.__class__ is str else self._handler.on_binary
+        stats = self._stats
+        if stats is None:
+            self._call(callback, message)
+            return
+        stats.messages += 1
+        stats.until_timed -= 1
+        if stats.until_timed:
+            self._call(callback, message)
         else:
-            self._call(self._handler.on_binary, message)
+            started = perf_counter_ns()
+            self._call(callback, message)
+            stats.timed(perf_counter_ns() - started)
 
     def _call(self, callback: Callable, *args: object) -> None:
         """Run a handler callback; a failing handler costs its own connection only."""
@@ -317,9 +346,12 @@ class Connection:
 
     def _write_out(self, now: float) -> None:
         try:
-            self.output.write_to(self.sock, now)
+            sent = self.output.write_to(self.sock, now)
         except OSError as exc:
             self._write_failed(exc)
+            return
+        if self._stats is not None:
+            self._stats.bytes_out += sent
 
     def _write_failed(self, exc: OSError) -> None:
         """The client is gone (reset, broken pipe): drop what was to be sent, and it."""

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from chatflow.server.config import ServerLimits
 from chatflow.server.transport.connection import Admission, Connection
 from chatflow.server.transport.handler import Handler
+from chatflow.server.transport.stats import TransportStats
 
 log = logging.getLogger("chatflow.server")
 
@@ -47,11 +48,14 @@ class WebSocketServer:
     ``stop()`` closes every connection with 1001 (going away) and waits for the thread.
     With ``reuse_port`` the listener sets SO_REUSEPORT, so that the worker processes of
     ``--workers`` each listen on the same port and the kernel spreads clients over them.
+    With ``stats`` the selector thread counts into it (docs/metrics.md); without, nothing
+    is counted. ``failure`` says whether it serves, for ``/health``.
     """
 
     def __init__(self, handler: Handler, *, host: str, port: int, limits: ServerLimits,
-                 shutdown_grace: float, reuse_port: bool = False) -> None:
+                 shutdown_grace: float, reuse_port: bool = False, stats: TransportStats | None = None) -> None:
         self.handler = handler
+        self.stats = stats
         self.host = host
         self.port = port
         self.reuse_port = reuse_port
@@ -76,6 +80,10 @@ class WebSocketServer:
         self._accept_failing = False
         #: The selector thread's clock, read once per wake-up, not once per message.
         self._now = time.monotonic()
+        #: Why the selector thread died, once it has.
+        self._failure: str | None = None
+        #: What ``inject_failure`` asks the selector thread to raise.
+        self._injected: Exception | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -92,6 +100,28 @@ class WebSocketServer:
     def open_connections(self) -> int:
         """Connections whose opening handshake was accepted and that are not closed yet."""
         return self._admission.open
+
+    @property
+    def failure(self) -> str | None:
+        """Why this server does not serve WebSocket clients now (its listener closed, its
+        selector thread stopped or dead), or None while it does; safe from any thread."""
+        thread, listener = self._thread, self._listener
+        if self._failure is not None:
+            return self._failure
+        if thread is None or listener is None:
+            return "WebSocket listener not running"
+        if not thread.is_alive():
+            return "WebSocket selector thread has stopped"
+        if listener.fileno() < 0:
+            return "WebSocket listener closed"
+        return None
+
+    def inject_failure(self, exc: Exception) -> None:
+        """Make the selector thread raise ``exc`` at its next wake-up, as a bug in the loop
+        would: the drill that shows what a dead loop looks like from outside (``failure``,
+        ``/health``), without a bug to wait for. Safe from any thread."""
+        self._injected = exc
+        self.call_soon(lambda: None)
 
     def connections(self) -> list[Connection]:
         """A snapshot of every connection held; safe to take from another thread."""
@@ -142,6 +172,8 @@ class WebSocketServer:
         next_tick = time.monotonic() + TICK
         try:
             while not self._stop_requested.is_set():
+                if self._injected is not None:
+                    raise self._injected
                 self._poll()
                 now = self._now
                 if now >= next_tick:
@@ -152,8 +184,12 @@ class WebSocketServer:
                     for conn in list(self._connections.values()):
                         conn.check_timers(now)
             self._shut_down()
-        except Exception:
-            log.exception("selector thread failed; closing every connection")
+        except Exception as exc:
+            self._failure = f"WebSocket selector thread failed: {type(exc).__name__}: {exc}"
+            log.exception("selector thread failed; closing every connection and the listener")
+            # Closed, new clients are refused (or, with --workers, go to the other workers)
+            # instead of waiting in a backlog that nothing accepts from.
+            self._listener.close()
             for conn in list(self._connections.values()):
                 conn.release()
         finally:
@@ -167,6 +203,8 @@ class WebSocketServer:
         code and data still in the CPU caches that the kernel's work between two system
         calls would empty (docs/server-design.md, "Why three passes")."""
         buffer = self._buffer
+        stats = self.stats
+        handled = 0 if stats is None else stats.messages
         ready = self._selector.select(TICK)
         now = self._now = time.monotonic()
         received: list[tuple[Connection, list]] = []
@@ -190,6 +228,8 @@ class WebSocketServer:
             if mask & _WRITE and not conn.released:
                 conn.on_writable(now)
         _answer(received, now, self._touched)
+        if stats is not None:
+            stats.woke(stats.messages - handled)
 
     def _accept(self) -> None:
         for _ in range(ACCEPT_BATCH):
@@ -210,7 +250,8 @@ class WebSocketServer:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Connection(sock, address, handler=self.handler, limits=self.limits, admission=self._admission,
-                              now=self._now, watch=self._watch, forget=self._forget, touch=self._touched.append)
+                              now=self._now, watch=self._watch, forget=self._forget, touch=self._touched.append,
+                              stats=self.stats)
             self._connections[conn.fd] = conn
             self._selector.register(sock, _READ, conn)
             log.debug("accepted %s", address)

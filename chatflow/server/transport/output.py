@@ -54,26 +54,29 @@ class OutputBuffer:
         """Half-close the socket once every chunk before it is written."""
         self._eof_pending = True
 
-    def write_to(self, sock: socket.socket, now: float) -> None:
-        """Write as much as the socket takes now; raises OSError if the client is gone.
+    def write_to(self, sock: socket.socket, now: float) -> int:
+        """Write as much as the socket takes now, and say how many bytes that was; raises
+        OSError if the client is gone.
 
         Every waiting chunk in one system call (``sendmsg``, gathering them): a broadcast
         member has a frame per message of its room waiting, and a call each would cost
         the server more than the frames themselves (docs/broadcast.md#how-it-is-built)."""
         chunks = self._chunks
+        written = 0
         try:
             while chunks:
                 batch = chunks if len(chunks) <= MAX_BUFFERS else list(itertools.islice(chunks, MAX_BUFFERS))
                 sent = sock.sendmsg(batch) if len(batch) > 1 else sock.send(batch[0])
                 if not sent:
-                    return
+                    return written
+                written += sent
                 self.size -= sent
                 self.last_write = now
                 while sent:
                     chunk = chunks[0]
                     if sent < len(chunk):
                         chunks[0] = chunk[sent:]
-                        return  # the socket took what it could
+                        return written  # the socket took what it could
                     sent -= len(chunk)
                     chunks.popleft()
             if self._eof_pending and not self._eof_sent:
@@ -82,6 +85,7 @@ class OutputBuffer:
                 sock.shutdown(socket.SHUT_WR)
         except (BlockingIOError, InterruptedError):
             pass
+        return written
 
     def clear(self) -> None:
         """Forget everything (the client is gone)."""
