@@ -1,7 +1,7 @@
 """Logs for operators (docs/logging.md): the periodic summary line with the counts of a
 known workload, ``--log-format json`` (every stderr line a JSON object), the DEBUG lines
-of a connection's events, and the options' usage errors. Real server processes on
-127.0.0.1; every wait is on a condition with a deadline."""
+of a connection's events (the options' usage errors are test_run_server.py's). Real
+server processes on 127.0.0.1; every wait is on a condition with a deadline."""
 
 from __future__ import annotations
 
@@ -12,15 +12,13 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from chatflow.logs import FIELDS, JsonFormatter
 from chatflow.server.summary import Reading, summary
 from tests.support.clients import connected, receive_close, round_trip
 from tests.support.frames import handshake_request
 from tests.support.messages import chat_message_json
 from tests.support.network import LOCALHOST, read_to_end
-from tests.support.processes import ListeningServer, assert_usage_error, run_server_to_exit, server_process
+from tests.support.processes import ListeningServer, server_process
 from tests.support.waiting import DEFAULT_TIMEOUT, wait_until
 
 VALID, INVALID = 5, 2
@@ -170,14 +168,3 @@ def test_each_worker_logs_its_own_summary() -> None:
             server, lambda lines: {line.get("worker") for line in lines if line["logger"] == "chatflow.server.summary"}
             == {0, 1}, records, "a summary line from each worker")
         assert all(JSON_KEYS <= line.keys() for line in lines)
-
-
-@pytest.mark.parametrize(("args", "starts_with"), [
-    (["--log-format", "xml"], "chatflow-server: error: argument --log-format: invalid choice: 'xml'"),
-    (["--log-interval", "-1"], "chatflow-server: error: argument --log-interval: must be at least 0 seconds"),
-    (["--log-interval", "soon"], "chatflow-server: error: argument --log-interval: not a number: 'soon'"),
-])
-def test_bad_log_options_are_usage_errors(args: list[str], starts_with: str) -> None:
-    result = run_server_to_exit(*args)
-    assert result.returncode == 2
-    assert_usage_error(result.stderr, starts_with)
