@@ -266,9 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
 
-    for name, server, bound in (("WebSocket", websocket, config.port), ("health", health, config.health_port)):
+    for name, listener, bound in (("WebSocket", websocket, config.port), ("health", health, config.health_port)):
         try:
-            server.start()
+            listener.start()
         except OSError as exc:
             cannot_listen(name, config.host, bound, exc)
             websocket.stop()
@@ -276,9 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     if bus is not None:
         bus.start()
 
+    summary.start()
     lifecycle_log.info(listening.line(f"WebSocket {endpoint(config)}", "ws", *websocket.address))
     lifecycle_log.info(listening.line("health endpoint", "http", *health.address, path="/health"))
-    summary.start()
 
     while not stop.wait(3600):
         pass

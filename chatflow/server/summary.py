@@ -109,9 +109,12 @@ class SummaryLog:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """The first reading is taken here, in the caller's thread: start before the server
+        says it listens, and the first line counts every connection from the first."""
         if self.interval <= 0 or not log.isEnabledFor(logging.INFO):
             return
-        self._thread = threading.Thread(target=self._run, name="SummaryLog", daemon=True)
+        first = read(self.websocket, self.chat)
+        self._thread = threading.Thread(target=self._run, args=(first,), name="SummaryLog", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -120,8 +123,7 @@ class SummaryLog:
             self._thread.join(5.0)
             self._thread = None
 
-    def _run(self) -> None:
-        before = read(self.websocket, self.chat)
+    def _run(self, before: Reading) -> None:
         while not self._stop.wait(self.interval):
             after = read(self.websocket, self.chat)
             text, fields = summary(before, after)

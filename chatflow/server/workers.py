@@ -108,10 +108,10 @@ def worker_main(config: ServerConfig, index: int, conn: multiprocessing.connecti
     if registry is not None:
         answers[METRICS] = lambda: metrics.families(registry)
     threading.Thread(target=_answer, args=(conn, answers, stop), name="WorkerControl", daemon=True).start()
-    _tell(conn, ("ready", os.getpid()))
     # Each worker its own summary line, from its own counts (docs/logging.md#with---workers).
     summary = SummaryLog(websocket, server.chat, config.log_interval)
     summary.start()
+    _tell(conn, ("ready", os.getpid()))
     while not stop.wait(3600):
         pass
     summary.stop()

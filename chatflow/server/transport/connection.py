@@ -25,7 +25,7 @@ from chatflow.logs import FIELDS
 from chatflow.server.config import ServerLimits
 from chatflow.server.transport.assembler import MessageAssembler
 from chatflow.server.transport.handler import Handler
-from chatflow.server.transport.handshake import handshake_response
+from chatflow.server.transport.handshake import handshake_response, refusal
 from chatflow.server.transport.output import OutputBuffer
 from chatflow.server.transport.stats import TransportStats, ending
 
@@ -415,10 +415,3 @@ def peer(address: tuple) -> str:
     """A remote address as ``host:port`` (``[host]:port`` for IPv6)."""
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def refusal(status: int, exc: Exception | None) -> str:
-    """Why a handshake got ``status``: the connection limit, or what the library found wrong."""
-    if status == 503:
-        return "at the connection limit"
-    return str(exc) if exc is not None else "refused"
