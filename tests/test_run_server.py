@@ -122,6 +122,9 @@ def test_port_in_use_is_a_one_line_error_and_exit_1(busy_port: int, which: str) 
         (["--port", "70000"], "--port"),
         (["--max-rooms", "0"], "--max-rooms"),
         (["--ping-interval", "0"], "--ping-interval"),
+        (["--log-format", "xml"], "--log-format"),
+        (["--log-interval", "-1"], "--log-interval"),
+        (["--log-interval", "soon"], "--log-interval"),
     ],
 )
 def test_bad_option_values_are_a_usage_error(args: list[str], option: str) -> None:

@@ -8,7 +8,6 @@ so the same transport serves the echo endpoint too. Per-message work is
 
 from __future__ import annotations
 
-import logging
 import re
 
 from websockets.frames import CloseCode
@@ -18,8 +17,6 @@ from chatflow.server.message_handler import Rejection, accept_text, handle_binar
 from chatflow.server.metrics import ChatStats
 from chatflow.server.room_registry import RoomRegistry
 from chatflow.server.transport import Connection
-
-log = logging.getLogger("chatflow.server.chat")
 
 _CHAT_PATH = re.compile(r"/chat/([0-9]+)")
 
@@ -46,18 +43,16 @@ class ChatWebSocketServer:
         self.max_rooms = max_rooms
         self.rooms = RoomRegistry()
         self.stats = stats
-        self._debug = log.isEnabledFor(logging.DEBUG)
 
     def on_open(self, conn: Connection) -> None:
         room = room_of(conn.path, self.max_rooms)
         if isinstance(room, str):
-            # As the Java original: accept the handshake, then close with 1003.
-            log.debug("refusing %s for path %r", conn.remote_address, conn.path)
+            # As the Java original: accept the handshake, then close with 1003 (the
+            # transport's closing line at DEBUG says so, with the reason).
             conn.close(CloseCode.UNSUPPORTED_DATA, room)
             return
         conn.context = room
         self.rooms.join(room, conn)
-        log.debug("%s joined room %d", conn.remote_address, room)
 
     def on_text(self, conn: Connection, text: str) -> None:
         self.answer(conn, text)
@@ -75,8 +70,6 @@ class ChatWebSocketServer:
             reply = success = wire.encode_chat_response(accepted)
             if stats is not None:
                 stats.success += 1
-        if self._debug:
-            log.debug("room %s: %s -> %s", conn.context, text, reply.decode())
         conn.send_text(reply)
         return success
 

@@ -78,6 +78,11 @@ class ServerConfig:
     bus: str | None = None
     bus_settings: BusSettings = field(default_factory=BusSettings)
     log_level: str = "INFO"
+    #: "text": lines for a terminal or journalctl; "json": one object per line for a log
+    #: shipper (docs/logging.md).
+    log_format: str = "text"
+    #: Seconds between the INFO summary lines (connections, msg/s, errors); 0: none.
+    log_interval: float = 10.0
     #: Count what the server does and serve it on the health port's ``/metrics``
     #: (docs/metrics.md); False (``--no-metrics``): count nothing, no ``/metrics``.
     metrics: bool = True

@@ -12,8 +12,9 @@ from typing import NamedTuple
 
 #: ``listening on ws://HOST:PORT``, ``http://HOST:PORT/…`` or ``tcp://HOST:PORT`` (a plain TCP
 #: listener: the delay proxy, an echo server); an IPv6 host may be bare
-#: (``ws://:::8081``) or bracketed.
-_LISTENING = re.compile(r"listening on (ws|http|tcp)://(\[[^\]]*\]|\S*?):(\d+)(?=[/\s]|$)")
+#: (``ws://:::8081``) or bracketed. The line may be the message of a JSON log line
+#: (``--log-format json``), the port then followed by its closing quote.
+_LISTENING = re.compile(r"listening on (ws|http|tcp)://(\[[^\]]*\]|\S*?):(\d+)(?=[/\s\"]|$)")
 
 
 class Listening(NamedTuple):

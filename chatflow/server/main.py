@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from prometheus_client.registry import CollectorRegistry
 
+from chatflow import logs
 from chatflow.arguments import port, redis_url, seconds, whole_number
 from chatflow.server import listening, metrics
 from chatflow.server.broadcast import BroadcastChat
@@ -24,6 +25,7 @@ from chatflow.server.chat_websocket_server import ChatWebSocketServer
 from chatflow.server.config import DEFAULTS, ECHO_LIMITS, MODES, ServerConfig, ServerLimits
 from chatflow.server.echo_handler import EchoHandler
 from chatflow.server.health_check_server import DEGRADED, UNHEALTHY, HealthCheckServer
+from chatflow.server.summary import SummaryLog
 from chatflow.server.transport import Handler, WebSocketServer
 
 log = logging.getLogger("chatflow.server")
@@ -49,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-rooms", type=whole_number(1), default=d.max_rooms,
                         help="rooms are 1..N (default %(default)s)")
     parser.add_argument("--log-level", default=d.log_level, type=str.upper, choices=LOG_LEVELS,
-                        help="DEBUG logs every message (default %(default)s)")
+                        help="DEBUG adds a line per connection event, never one per message (default %(default)s)")
+    parser.add_argument("--log-format", default=d.log_format, choices=logs.FORMATS,
+                        help="json: every log line one JSON object, for a log shipper (default %(default)s)")
+    parser.add_argument("--log-interval", type=seconds(allow_minimum=True), default=d.log_interval,
+                        metavar="SECONDS", help="a summary line at INFO this often (connections, msg/s, errors); "
+                                                "0: none (default %(default)g)")
     parser.add_argument("--mode", choices=MODES, default=d.mode,
                         help="echo: each message answered to its sender (the Java original's); broadcast: "
                              "also delivered to the room's other members (default %(default)s)")
@@ -101,7 +108,8 @@ def limits_from(args: argparse.Namespace) -> ServerLimits:
 def config_from(args: argparse.Namespace) -> ServerConfig:
     return dataclasses.replace(
         DEFAULTS, host=args.host, port=args.port, health_port=args.health_port, max_rooms=args.max_rooms,
-        echo=args.echo, log_level=args.log_level, limits=limits_from(args), mode=args.mode,
+        echo=args.echo, log_level=args.log_level, log_format=args.log_format, log_interval=args.log_interval,
+        limits=limits_from(args), mode=args.mode,
         instance_id=args.instance_id, member_backlog=args.member_backlog, workers=args.workers, bus=args.bus,
         metrics=args.metrics,
     )
@@ -118,15 +126,14 @@ def refusal(args: argparse.Namespace) -> str | None:
     return None
 
 
-def configure_logging(level: str, tag: str = "") -> None:
-    """Log lines to stderr; ``tag`` (a worker's ``[w1] ``) goes before each logger's name."""
-    logging.basicConfig(
-        level=level,
-        format=f"%(asctime)s %(levelname)-7s {tag}%(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # The protocol library logs every connection's opening and closing at INFO.
-    logging.getLogger("chatflow.server.protocol").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+def configure_logging(config: ServerConfig, worker: int | None = None) -> None:
+    """Log lines to stderr in ``config``'s level and format; a worker's (``worker``, its
+    index) say which: ``[w1] `` before each logger's name, or ``"worker": 1`` in JSON."""
+    tag, context = ("", None) if worker is None else (f"[w{worker}] ", {"worker": worker})
+    logs.configure(config.log_level, config.log_format, tag=tag, context=context)
+    # The protocol library logs each connection's opening and closing at INFO, and each
+    # frame at DEBUG: per-message noise; the transport's own connection lines say the same.
+    logging.getLogger("chatflow.server.protocol").setLevel(logging.WARNING)
     lifecycle_log.setLevel(logging.INFO)
 
 
@@ -246,21 +253,22 @@ def main(argv: list[str] | None = None) -> int:
     if (reason := refusal(args)) is not None:
         parser.error(reason)
     config = config_from(args)
-    configure_logging(config.log_level)
+    configure_logging(config)
     if config.workers > 1:
         # Imported here: the workers' module builds each worker's server from this one's functions.
         from chatflow.server.workers import supervise
         return supervise(config)
     server = assemble(config)
     websocket, bus, health = server.websocket, server.bus, server.health(config)
+    summary = SummaryLog(websocket, server.chat, config.log_interval)
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
 
-    for name, server, bound in (("WebSocket", websocket, config.port), ("health", health, config.health_port)):
+    for name, listener, bound in (("WebSocket", websocket, config.port), ("health", health, config.health_port)):
         try:
-            server.start()
+            listener.start()
         except OSError as exc:
             cannot_listen(name, config.host, bound, exc)
             websocket.stop()
@@ -268,11 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     if bus is not None:
         bus.start()
 
+    summary.start()
     lifecycle_log.info(listening.line(f"WebSocket {endpoint(config)}", "ws", *websocket.address))
     lifecycle_log.info(listening.line("health endpoint", "http", *health.address, path="/health"))
 
     while not stop.wait(3600):
         pass
+    summary.stop()
     lifecycle_log.info("shutting down: closing connections with 1001")
     # The chat endpoint first: the health server's shutdown can take half a second,
     # during which chat would still accept connections.

@@ -31,6 +31,7 @@ from chatflow.server.config import ServerConfig
 from chatflow.server.health_check_server import DEGRADED, UNHEALTHY, HealthCheckServer
 from chatflow.server.main import (PROG, assemble, cannot_listen, configure_logging, endpoint, instance_name,
                                   lifecycle_log, scraper)
+from chatflow.server.summary import SummaryLog
 
 log = logging.getLogger("chatflow.server.workers")
 
@@ -92,7 +93,7 @@ def worker_main(config: ServerConfig, index: int, conn: multiprocessing.connecti
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    configure_logging(config.log_level, tag=f"[w{index}] ")
+    configure_logging(config, worker=index)
     server = assemble(config, reuse_port=True)
     websocket, bus, registry = server.websocket, server.bus, server.registry
     try:
@@ -107,9 +108,13 @@ def worker_main(config: ServerConfig, index: int, conn: multiprocessing.connecti
     if registry is not None:
         answers[METRICS] = lambda: metrics.families(registry)
     threading.Thread(target=_answer, args=(conn, answers, stop), name="WorkerControl", daemon=True).start()
+    # Each worker its own summary line, from its own counts (docs/logging.md#with---workers).
+    summary = SummaryLog(websocket, server.chat, config.log_interval)
+    summary.start()
     _tell(conn, ("ready", os.getpid()))
     while not stop.wait(3600):
         pass
+    summary.stop()
     websocket.stop()
     if bus is not None:
         bus.stop()

@@ -14,21 +14,25 @@ import logging
 import selectors
 import socket
 from collections.abc import Callable
-from time import perf_counter_ns
+from time import monotonic, perf_counter_ns
 
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import SEND_EOF, State
 from websockets.server import ServerProtocol
 
+from chatflow.logs import FIELDS
 from chatflow.server.config import ServerLimits
 from chatflow.server.transport.assembler import MessageAssembler
 from chatflow.server.transport.handler import Handler
-from chatflow.server.transport.handshake import handshake_response
+from chatflow.server.transport.handshake import handshake_response, refusal
 from chatflow.server.transport.output import OutputBuffer
-from chatflow.server.transport.stats import TransportStats, close_code
+from chatflow.server.transport.stats import TransportStats, ending
 
 log = logging.getLogger("chatflow.server")
+#: One line per connection event at DEBUG: opened, closed, refused (docs/logging.md).
+events_log = logging.getLogger("chatflow.server.connections")
+_DEBUG = logging.DEBUG
 protocol_log = logging.getLogger("chatflow.server.protocol")
 
 _TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
@@ -76,7 +80,7 @@ class Connection:
         "sock", "fd", "remote_address", "protocol", "path", "context", "opened", "released",
         "output", "assembler", "_handler", "_limits", "_admission", "_watch", "_forget",
         "_interest", "_accepted_at", "_last_received", "_ping_sent_at", "_closing_since", "_touch", "touched",
-        "_stats",
+        "_stats", "received", "_refusal_said",
     )
 
     def __init__(
@@ -121,6 +125,10 @@ class Connection:
         self._closing_since: float | None = None
         #: The server's counts (None: ``--no-metrics``, nothing is counted).
         self._stats = stats
+        #: Whole messages received, for the connection's closing line.
+        self.received = 0
+        #: A connection that never opened has had its one refusal line (``_refused``).
+        self._refusal_said = False
 
     @property
     def interest(self) -> int:
@@ -252,7 +260,7 @@ class Connection:
         state = self.protocol.state
         if state is _CONNECTING:
             if now - self._accepted_at > limits.handshake_timeout:
-                log.debug("handshake timeout for %s", self.remote_address)
+                self._refused("no opening handshake within %g s" % limits.handshake_timeout)
                 self.release()
             return
         if self.output.size and now - self.output.last_write > limits.write_timeout:
@@ -290,10 +298,32 @@ class Connection:
         self.sock.close()
         if self.opened:
             self._admission.leave()
+            code, reason = ending(self.protocol)
             if self._stats is not None:
-                self._stats.close(close_code(self.protocol))
+                self._stats.close(code)
             self._call(self._handler.on_close)
-        log.debug("closed %s", self.remote_address)
+            if events_log.isEnabledFor(_DEBUG):
+                self._log_closed(code, reason)
+        elif not self._refusal_said:
+            self._refused("gone before its opening handshake")
+
+    def _log_closed(self, code: int, reason: str) -> None:
+        lived = monotonic() - self._accepted_at
+        events_log.debug("closed %s on %s: %d%s after %.3f s, %d message%s", peer(self.remote_address), self.path,
+                         code, f" ({reason})" if reason else "", lived, self.received,
+                         "" if self.received == 1 else "s",
+                         extra={FIELDS: {"event": "closed", "peer": peer(self.remote_address), "path": self.path,
+                                         "code": code, "reason": reason, "lived_s": round(lived, 3),
+                                         "messages": self.received}})
+
+    def _refused(self, why: str, status: int | None = None) -> None:
+        """The line of a connection that never opened (``status``: the HTTP answer it got)."""
+        self._refusal_said = True
+        if events_log.isEnabledFor(_DEBUG):
+            answer = "" if status is None else f"{status} "
+            events_log.debug("refused %s: %s%s", peer(self.remote_address), answer, why,
+                             extra={FIELDS: {"event": "refused", "peer": peer(self.remote_address),
+                                             "status": status, "why": why}})
 
     # -- inside ------------------------------------------------------------------------
 
@@ -302,7 +332,7 @@ class Connection:
         response = handshake_response(protocol, request, at_capacity=self._admission.full)
         protocol.send_response(response)
         if response.status_code != 101:
-            log.debug("handshake from %s refused: %d", self.remote_address, response.status_code)
+            self._refused(refusal(response.status_code, protocol.handshake_exc), response.status_code)
             if self._stats is not None:
                 self._stats.refuse(response.status_code)
             return
@@ -312,6 +342,12 @@ class Connection:
         if self._stats is not None:
             self._stats.opened += 1
         self._call(self._handler.on_open)
+        if events_log.isEnabledFor(_DEBUG):
+            # After on_open: the chat has put the connection in its room (``context``) by then.
+            room = "" if self.context is None else f" (room {self.context})"
+            events_log.debug("opened %s on %s%s", peer(self.remote_address), self.path, room,
+                             extra={FIELDS: {"event": "opened", "peer": peer(self.remote_address),
+                                             "path": self.path, "room": self.context}})
 
     def _receive_data_frame(self, frame: Frame) -> None:
         try:
@@ -321,6 +357,7 @@ class Connection:
             return
         if message is None:
             return
+        self.received += 1
         callback = self._handler.on_text if message.__class__ is str else self._handler.on_binary
         stats = self._stats
         if stats is None:
@@ -372,3 +409,9 @@ class Connection:
         if wanted != self._interest:
             self._interest = wanted
             self._watch(self, wanted)
+
+
+def peer(address: tuple) -> str:
+    """A remote address as ``host:port`` (``[host]:port`` for IPv6)."""
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -26,5 +26,13 @@ def handshake_response(protocol: ServerProtocol, request: Request, *, at_capacit
     return response
 
 
+def refusal(status: int, exc: Exception | None) -> str:
+    """Why ``handshake_response`` answered ``status`` (not 101), for the log: the connection
+    limit, or what the library found wrong with the request (``ServerProtocol.handshake_exc``)."""
+    if status == 503:
+        return "at the connection limit"
+    return str(exc) if exc is not None else f"HTTP {status}"
+
+
 def _unsupported_version(exc: Exception | None) -> bool:
     return isinstance(exc, InvalidHeader) and exc.name == "Sec-WebSocket-Version"

@@ -254,7 +254,6 @@ class WebSocketServer:
                               stats=self.stats)
             self._connections[conn.fd] = conn
             self._selector.register(sock, _READ, conn)
-            log.debug("accepted %s", address)
 
     def _watch(self, conn: Connection, events: int) -> None:
         self._selector.modify(conn.sock, events, conn)

@@ -70,7 +70,7 @@ class TransportStats:
             self.batch_buckets[bisect_left(self.batch_bounds, messages)] += 1
 
     def close(self, code: int) -> None:
-        """An admitted connection ended with ``code`` (``close_code``)."""
+        """An admitted connection ended with ``code`` (``ending``)."""
         self.closed[code] = self.closed.get(code, 0) + 1
 
     def refuse(self, status: int) -> None:
@@ -78,12 +78,13 @@ class TransportStats:
         self.refused[status] = self.refused.get(status, 0) + 1
 
 
-def close_code(protocol: Protocol) -> int:
-    """The code a connection ended with: that of the first close frame, whichever side sent
-    it (the server's 1001 at shutdown, a client's 1000), or 1006 when none was sent."""
+def ending(protocol: Protocol) -> tuple[int, str]:
+    """The code and reason a connection ended with: those of the first close frame,
+    whichever side sent it (the server's 1001 at shutdown, a client's 1000), or 1006 and
+    no reason when none was sent."""
     sent, received = protocol.close_sent, protocol.close_rcvd
     if sent is not None and (received is None or protocol.close_rcvd_then_sent is False):
-        return sent.code
+        return sent.code, sent.reason
     if received is not None:
-        return received.code
-    return CloseCode.ABNORMAL_CLOSURE
+        return received.code, received.reason
+    return CloseCode.ABNORMAL_CLOSURE, ""
