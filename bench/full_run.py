@@ -1,8 +1,8 @@
 """Regenerate docs/measurements/full-run/: the report of one full default run, as a reader sees it.
 
 Runs ``run_client.py --local`` with the defaults (500,000 messages, 32 × 1,000 warmup,
-64 main threads) and a fixed seed, keeps its console output, and writes the report and
-charts under stable names, with a README that says which command wrote them. The
+64 main threads) and a fixed seed, keeps its console output and its summary.json, and
+writes the report (Markdown, JSON, HTML) and charts under stable names, with a README that says which command wrote them. The
 metrics CSV itself (about 20 MB) is not kept.
 
     python -m bench.full_run [--messages N] [--output-dir docs/measurements/full-run]
@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             old.unlink()
         # The file's name, not its scratch path, is what the report should show.
         analysis = dataclasses.replace(PerformanceAnalyzer().analyze(csv), source=csv.name)
-        written = write_outputs(analysis, args.output_dir, STEM, run=figures.get("run"))
+        written = list(write_outputs(analysis, args.output_dir, STEM, run=figures.get("run")))
+        summary = args.output_dir / f"{STEM}.summary.json"
+        summary.write_text(_without_paths(next(scratch_dir.glob("metrics_*.summary.json")).read_text(), scratch))
+        written.append(summary)
         console = args.output_dir / f"{STEM}_console.txt"
         client_command = (f"python run_client.py --local --quiet --seed {args.seed}"
                           f"{'' if args.messages == LoadTestConfig.messages else f' --messages {args.messages}'}")
