@@ -174,6 +174,11 @@ def test_an_open_loop_run_records_its_schedule_and_response_time(server: Listeni
     assert d["thresholds"][0]["text"].startswith("p99 (response time) ")
     assert f"  {d['thresholds'][0]['text']}" in out.splitlines()
     assert [p["name"] for p in d["phases"]] == ["main"]
+    # Little's Law says how many waited or were in flight; it predicts no rate, hits no bound.
+    assert o["concurrency_L"] == pytest.approx(o["rate_achieved_msg_s"] * o["mean_response_ms"] / 1000)
+    assert round(o["mean_response_ms"], 3) == latency["mean_ms"]
+    assert line_after(out, "  L = λ·W").startswith(f"= {o['rate_achieved_msg_s']:,.1f} msg/s × ")
+    assert "Little's Law the seed's way" not in out and "Bound" not in out and "predicted λ" not in out
 
 
 def test_a_broadcast_run_records_its_deliveries(tmp_path: Path) -> None:

@@ -62,7 +62,8 @@ def summary_figures(result: RunResult) -> Figures:
         "client_wait": client_wait_figures(result.client_wait),
         "client_load": client_load_figures(result.client_load),
         "littles_law": littles_law_figures(result),
-        "open_loop": (open_loop_figures(result.open_loop, result.phases[0].threads, result.config.rate_profile)
+        "open_loop": (open_loop_figures(result.open_loop, result.phases[0].threads, result.config.rate_profile,
+                                        _mean_response_ms(totals))
                       if result.open_loop else None),
         "fanout": fanout_figures(result.fanout, result) if result.fanout is not None else None,
     }
@@ -75,13 +76,17 @@ def latency_block(counts: list[int], max_us: int, mean_ms: float | None, measure
             "mean_ms": round(mean_ms, 3) if mean_ms is not None else None}
 
 
+def _mean_response_ms(totals: SenderStats) -> float | None:
+    count = sum(totals.response_counts)
+    return totals.response_sum_us / count / 1000 if count else None
+
+
 def run_latency(result: RunResult, totals: SenderStats) -> Figures:
     """The run's latency: each successful message's round trip in the closed loop; in the
     open loop its response time (from its intended send), which the thresholds then read."""
     if result.open_loop is not None:
-        count = sum(totals.response_counts)
         return latency_block(totals.response_counts or empty_counts(), totals.response_max_us,
-                             totals.response_sum_us / count / 1000 if count else None, RESPONSE_TIME)
+                             _mean_response_ms(totals), RESPONSE_TIME)
     return latency_block(totals.latency_counts, totals.latency_max_us,
                          totals.latency_sum / totals.success if totals.success else None, ROUND_TRIP)
 
@@ -145,9 +150,15 @@ def bound_figures(bounds: Bounds) -> Figures:
     }
 
 
-def open_loop_figures(o: OpenLoop, senders: int, ramp: RateProfile | None = None) -> Figures:
-    """``ramp``: the stages of a rate that ramps (``rate_asked_msg_s`` is then their mean)."""
+def open_loop_figures(o: OpenLoop, senders: int, ramp: RateProfile | None = None,
+                      mean_response_ms: float | None = None) -> Figures:
+    """``ramp``: the stages of a rate that ramps (``rate_asked_msg_s`` is then their mean).
+    Little's Law in the open loop: the schedule sets λ, so it predicts nothing; it says how
+    many messages were waiting or in flight on average, L = λ·W with W the mean response
+    time, against the senders' one each."""
+    concurrency = o.achieved_msg_s * mean_response_ms / 1000 if mean_response_ms is not None else None
     return {
+        "mean_response_ms": mean_response_ms, "concurrency_L": concurrency,
         "rate_asked_msg_s": o.asked_msg_s, "ramp": ramp.describe() if ramp is not None else None, "rate_achieved_msg_s": o.achieved_msg_s, "rate_held": o.held,
         "rate_held_fraction": RATE_HELD_FRACTION, "senders": senders, "messages": o.messages,
         "behind_schedule": o.behind, "behind_woken_late": o.behind_waking, "behind_tolerance_ms": BEHIND_TOLERANCE_MS,

@@ -220,7 +220,7 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None, writer: CsvW
     progress = ProgressDisplay(config.messages, test.snapshot, interval=args.progress_interval)
 
     def probed(round_trip_s, predictions) -> None:
-        print(format_predictions(round_trip_s, predictions), flush=True)
+        print(format_predictions(round_trip_s, predictions, config.open_loop), flush=True)
         if not args.quiet:
             progress.start()
 

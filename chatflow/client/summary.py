@@ -15,10 +15,13 @@ from chatflow.client.thresholds import Verdict
 RULE = "=" * 72
 
 
-def format_predictions(round_trip_s: float, predictions: list[Prediction]) -> str:
-    """Printed before the phases: what Little's Law expects."""
+def format_predictions(round_trip_s: float, predictions: list[Prediction], open_loop: bool = False) -> str:
+    """Printed before the phases: what Little's Law expects (nothing in the open loop,
+    whose rate its schedule sets)."""
     lines = [f"Little's Law: one round trip W = {round_trip_s * 1000:.3f} ms "
              f"(mean of the probe on one idle connection)"]
+    if open_loop:
+        return lines[0] + "; the open loop's rate is its schedule's (--rate), so no λ is predicted"
     for p in predictions:
         lines.append(f"  {p.phase:<7} {p.threads:>4} threads → predicted λ = N/W = {p.predicted:>12,.0f} msg/s")
     return "\n".join(lines)
@@ -83,7 +86,9 @@ def summary_text(f: Figures, verdicts: Sequence[Verdict] = ()) -> str:
     if f["open_loop"] is not None:
         lines += format_open_loop(f)
     law = f["littles_law"]
-    if law["predictions"] and law["round_trip_ms"]:
+    if f["open_loop"] is not None:
+        lines += open_loop_law(f["open_loop"])
+    elif law["predictions"] and law["round_trip_ms"]:
         lines += ["", f"Little's Law (W = {law['round_trip_ms']:.3f} ms on one idle connection)",
                   f"  {'phase':<8}{'threads':>8}{'predicted':>14}{'actual':>12}{'actual/pred':>13}"
                   f"{'mean W':>11}{'L = λ·W':>10}"]
@@ -92,6 +97,17 @@ def summary_text(f: Figures, verdicts: Sequence[Verdict] = ()) -> str:
     lines += threshold_lines(verdicts)
     lines.append(RULE)
     return "\n".join(lines)
+
+
+def open_loop_law(o: Figures) -> list[str]:
+    """Little's Law in the open loop: the schedule set λ, so nothing was predicted (nor a
+    bound hit); what it tells is how many messages waited or were in flight on average."""
+    lines = ["", "Little's Law (open loop: the schedule sets λ, so it predicts nothing)"]
+    if o["concurrency_L"] is not None:
+        lines.append(f"  L = λ·W = {o['rate_achieved_msg_s']:,.1f} msg/s × {o['mean_response_ms']:.3f} ms mean response "
+                     f"time = {o['concurrency_L']:.1f} messages waiting or in flight on average, of "
+                     f"{o['senders']} senders (one in flight each)")
+    return lines
 
 
 def threshold_lines(verdicts: Sequence[Verdict]) -> list[str]:
