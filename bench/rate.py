@@ -145,6 +145,8 @@ def run(kind: str, round_number: int, threads: int, messages: int | None, *, rat
             if len(found) != 1:
                 raise BenchError(f"{kind} run: expected one summary.json, found {len(found)}{tail(output)}")
             summary = json.loads(found[0].read_text())
+    # The scratch folder is this machine's, not the run's: the saved command names it ".".
+    summary["command"]["line"] = summary["command"]["line"].replace(scratch, ".")
     return entry_of(kind, round_number, threads, rtt_ms, status, summary)
 
 
