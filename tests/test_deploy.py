@@ -7,6 +7,7 @@ shellcheck. No systemd runs here as PID 1, so nothing is started through systemc
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -244,11 +245,13 @@ def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 
 def test_the_unit_with_the_shipped_settings_runs_the_default_server() -> None:
     """The options ExecStart builds from deploy/chatflow-server.env are run_server.py's
-    defaults: a host set up by the script serves as ``run_server.py`` does."""
+    defaults but ``--worker-exit stop``: a host set up by the script serves as
+    ``run_server.py`` does."""
     unit = unit_settings(UNIT)
     argv = command_line(unit["ExecStart"][0], environment_file(ENV_FILE))
     assert argv[0] == "/opt/chatflow/venv/bin/chatflow-server"
-    assert config_from(build_parser().parse_args(argv[1:])) == DEFAULTS
+    # One choice of the unit's own: a dead worker stops the server, which systemd restarts.
+    assert config_from(build_parser().parse_args(argv[1:])) == dataclasses.replace(DEFAULTS, worker_exit="stop")
 
 
 def test_the_unit_stops_with_sigterm_within_its_timeout_and_restarts_on_failure() -> None:

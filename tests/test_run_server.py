@@ -125,6 +125,7 @@ def test_port_in_use_is_a_one_line_error_and_exit_1(busy_port: int, which: str) 
         (["--log-format", "xml"], "--log-format"),
         (["--log-interval", "-1"], "--log-interval"),
         (["--log-interval", "soon"], "--log-interval"),
+        (["--worker-exit", "restart"], "--worker-exit"),
     ],
 )
 def test_bad_option_values_are_a_usage_error(args: list[str], option: str) -> None:

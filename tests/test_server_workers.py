@@ -124,6 +124,20 @@ def test_a_killed_worker_turns_health_503_naming_it(workers: ListeningServer) ->
     assert workers.process.wait(STOP_BOUND) == 0
 
 
+def test_with_worker_exit_stop_a_killed_worker_stops_them_all_with_status_1() -> None:
+    # What a service manager needs to restart the whole (the systemd unit's choice).
+    with server_process("--workers", str(WORKERS), "--worker-exit", "stop") as server:
+        with connected(f"{server.url}/chat/1") as ws:
+            assert round_trip(ws, chat_message_json())["status"] == "success"
+            victim, survivor = worker_pids(server)
+            os.kill(victim, signal.SIGKILL)
+            assert server.process.wait(STOP_BOUND) == 1
+        wait_until(lambda: gone(survivor), message="the other worker gone")
+        stderr = server.process.stderr.text
+        assert f"pid {victim}) exited unasked" in stderr and "stopping the others (--worker-exit stop)" in stderr
+        assert "Traceback" not in stderr, stderr
+
+
 def test_a_worker_that_does_not_answer_is_reported_without_holding_health_up(workers: ListeningServer) -> None:
     stopped, running = worker_pids(workers)
     os.kill(stopped, signal.SIGSTOP)

@@ -99,9 +99,15 @@ class ServerConfig:
     worker_answer_timeout: float = 1.0
     #: How long, beyond ``shutdown_grace``, stopping waits for the workers before it kills them.
     worker_stop_margin: float = 3.0
+    #: What the supervisor does when a worker exits unasked: "stay" (serve on with the
+    #: others, /health 503) or "stop" (stop them all and exit with status 1, so that a
+    #: service manager restarts the whole: the systemd unit's choice, docs/workers.md).
+    worker_exit: str = "stay"
 
 
 MODES = ("echo", "broadcast")
+#: ``--worker-exit``: what the supervisor does when a worker exits unasked.
+WORKER_EXITS = ("stay", "stop")
 
 #: ``run_server.py`` with no options; everyone who needs a server default reads it here.
 DEFAULTS = ServerConfig()

@@ -22,7 +22,7 @@ from chatflow.server import listening, metrics
 from chatflow.server.broadcast import BroadcastChat
 from chatflow.server.bus import RedisBus
 from chatflow.server.chat_websocket_server import ChatWebSocketServer
-from chatflow.server.config import DEFAULTS, ECHO_LIMITS, MODES, ServerConfig, ServerLimits
+from chatflow.server.config import DEFAULTS, ECHO_LIMITS, MODES, WORKER_EXITS, ServerConfig, ServerLimits
 from chatflow.server.echo_handler import EchoHandler
 from chatflow.server.health_check_server import DEGRADED, UNHEALTHY, HealthCheckServer
 from chatflow.server.summary import SummaryLog
@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=whole_number(1), default=d.workers, metavar="N",
                         help="server processes sharing the WebSocket port (SO_REUSEPORT), each with its own "
                              "selector thread, one health endpoint for all (default %(default)s: this process)")
+    parser.add_argument("--worker-exit", choices=WORKER_EXITS, default=d.worker_exit,
+                        help="with --workers: when a worker exits unasked, stay (serve on with the others, "
+                             "/health 503) or stop (stop them all, exit status 1: for a service manager that "
+                             "restarts on failure) (default %(default)s)")
     parser.add_argument("--no-metrics", dest="metrics", action="store_false", default=d.metrics,
                         help="count nothing and serve no /metrics on the health port (docs/metrics.md)")
     parser.add_argument("--echo", action="store_true",
@@ -110,7 +114,8 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         DEFAULTS, host=args.host, port=args.port, health_port=args.health_port, max_rooms=args.max_rooms,
         echo=args.echo, log_level=args.log_level, log_format=args.log_format, log_interval=args.log_interval,
         limits=limits_from(args), mode=args.mode,
-        instance_id=args.instance_id, member_backlog=args.member_backlog, workers=args.workers, bus=args.bus,
+        instance_id=args.instance_id, member_backlog=args.member_backlog, workers=args.workers,
+        worker_exit=args.worker_exit, bus=args.bus,
         metrics=args.metrics,
     )
 

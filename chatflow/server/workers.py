@@ -283,10 +283,12 @@ class WorkerPool:
         reasons = [f"worker {index}: {problem['reason']}" for index, problem in problems.items()]
         return {"status": DEGRADED, "reason": "; ".join(reasons)} if reasons else None
 
-    def watch(self, stop: threading.Event, wake: socket.socket) -> None:
+    def watch(self, stop: threading.Event, wake: socket.socket) -> bool:
         """Until ``stop`` is set (``wake`` turns readable then): a worker that exits meanwhile
-        is logged once, as an error. It is not restarted (docs/workers.md says why)."""
+        is logged once, as an error. It is not restarted (docs/workers.md says why); with
+        ``worker_exit`` "stop" the watch ends there. True when it ended for a worker's exit."""
         watched = {worker.process.sentinel: worker for worker in self._workers}
+        stopping = self.config.worker_exit == "stop"
         while not stop.is_set():
             for ready in multiprocessing.connection.wait([wake, *watched]):
                 if ready is wake:
@@ -295,8 +297,13 @@ class WorkerPool:
                 worker = watched.pop(ready)
                 # Its pipe closes as it dies, a moment before it can be reaped.
                 worker.process.join(self.config.worker_stop_margin)
-                log.error("worker %d (pid %d) exited unasked with status %s: /health answers 503; "
-                          "it is not restarted", worker.index, worker.process.pid, worker.process.exitcode)
+                then = ("stopping the others (--worker-exit stop), exit status 1" if stopping else
+                        "/health answers 503; it is not restarted")
+                log.error("worker %d (pid %d) exited unasked with status %s: %s", worker.index, worker.process.pid,
+                          worker.process.exitcode, then)
+                if stopping:
+                    return True
+        return False
 
     def stop(self) -> None:
         """SIGTERM to every worker (each closes its connections with 1001 within the grace);
@@ -368,9 +375,9 @@ def _serve(config: ServerConfig, address: tuple[str, int], stop: threading.Event
     what = f"WebSocket {endpoint(config)} in {config.workers} worker processes"
     lifecycle_log.info(listening.line(what, "ws", *address))
     lifecycle_log.info(listening.line("health endpoint", "http", *health.address, path="/health"))
-    pool.watch(stop, wake)
+    lost = pool.watch(stop, wake)
     lifecycle_log.info("shutting down: closing connections with 1001")
     pool.stop()
     health.stop()
     lifecycle_log.info("stopped")
-    return 0
+    return 1 if lost else 0
