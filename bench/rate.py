@@ -215,9 +215,7 @@ def _latency_rows(report: dict) -> list[list[str]]:
 
 
 def publish(report: dict, page_path: Path) -> None:
-    if page_path == PAGE:
-        SAVED.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {doc.shown(doc.write_page(page_path, page(report)))}")
+    doc.publish(page(report), page_path, report, PAGE, SAVED)
 
 
 def page(report: dict) -> list[str]:
