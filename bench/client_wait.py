@@ -118,9 +118,15 @@ FIGURES = [
 ]
 
 
+def has_processes(tree: Path | None) -> bool:
+    """Whether the client of ``tree`` (None: this checkout) takes ``--processes``."""
+    return tree is None or "--processes" in (tree / "chatflow" / "client" / "main.py").read_text()
+
+
 def client_command(variant: Variant, server: str, messages: int, seed: int, output_dir: str) -> list[str]:
-    # An older tree (``--client-tree``) may have no --processes: it runs in one process anyway.
-    processes = [] if variant.tree is not None else ["--processes", str(variant.processes)]
+    # A tree (``--client-tree``) from before --processes runs in one process anyway; one
+    # that has it runs in as many as this one's variant, not in its own default's.
+    processes = ["--processes", str(variant.processes)] if has_processes(variant.tree) else []
     return [sys.executable, "-c", CHILD, variant.levers(), "--server", server, "--quiet", *processes,
             "--output-dir", output_dir, "--seed", str(seed), "--messages", str(messages),
             "--warmup-threads", str(LoadTestConfig.warmup_threads),
